@@ -1,0 +1,158 @@
+/**
+ * Error types shared by every part of the library.
+ *
+ * Every error a user can cause (bad input, a registry refusing, a network
+ * failure) is an {@linkcode ImagesError}: its message names what was wrong and
+ * where, and the command line prints it without a stack trace.
+ *
+ * @module
+ */
+
+/**
+ * Base class of every error this library raises on purpose.
+ *
+ * @example
+ * ```ts
+ * import { ImagesError } from "./errors.ts";
+ * try {
+ *   throw new ImagesError("something went wrong", "EXAMPLE");
+ * } catch (e) {
+ *   if (e instanceof ImagesError) console.log(e.code, e.message);
+ * }
+ * ```
+ */
+export class ImagesError extends Error {
+  /** A stable machine-readable code, e.g. `INVALID_REFERENCE`. */
+  readonly code: string;
+
+  /**
+   * @param message what was wrong and where, never a credential
+   * @param code a stable machine-readable code
+   * @param options the underlying cause, if any
+   */
+  constructor(message: string, code = "IMAGES_ERROR", options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/**
+ * An image reference (name, tag, digest, `image://` URI) that does not parse.
+ *
+ * @example
+ * ```ts
+ * import { InvalidReferenceError } from "./errors.ts";
+ * const e = new InvalidReferenceError("tag is longer than 128 characters", "image:a:" + "x".repeat(200));
+ * console.log(e.message);
+ * ```
+ */
+export class InvalidReferenceError extends ImagesError {
+  /** The text that was being parsed. */
+  readonly reference: string;
+
+  /**
+   * @param problem which part is wrong and why
+   * @param reference the text that was being parsed
+   */
+  constructor(problem: string, reference: string) {
+    super(`invalid image reference ${JSON.stringify(reference)}: ${problem}`, "INVALID_REFERENCE");
+    this.reference = reference;
+  }
+}
+
+/**
+ * A local archive or layout that is malformed, truncated or inconsistent.
+ *
+ * @example
+ * ```ts
+ * import { ArchiveError } from "./errors.ts";
+ * const e = new ArchiveError("image.tar", "manifest.json", "not valid JSON");
+ * console.log(e.message); // image.tar: manifest.json: not valid JSON
+ * ```
+ */
+export class ArchiveError extends ImagesError {
+  /** The archive file or layout directory. */
+  readonly file: string;
+  /** The entry inside it, if the problem is in one entry. */
+  readonly entry?: string;
+
+  /**
+   * @param file the archive file or layout directory
+   * @param entry the entry inside it, or undefined for the archive as a whole
+   * @param problem what was wrong
+   * @param options the underlying cause, if any
+   */
+  constructor(file: string, entry: string | undefined, problem: string, options?: ErrorOptions) {
+    super(
+      entry === undefined ? `${file}: ${problem}` : `${file}: ${entry}: ${problem}`,
+      "ARCHIVE_INVALID",
+      options,
+    );
+    this.file = file;
+    this.entry = entry;
+  }
+}
+
+/**
+ * Bytes whose SHA-256 is not the digest they were announced with.
+ *
+ * @example
+ * ```ts
+ * import { DigestMismatchError } from "./errors.ts";
+ * const e = new DigestMismatchError("layer 1 of image.tar", "sha256:aa", "sha256:bb");
+ * console.log(e.message);
+ * ```
+ */
+export class DigestMismatchError extends ImagesError {
+  /** The digest the bytes should have had. */
+  readonly expected: string;
+  /** The digest the bytes had. */
+  readonly actual: string;
+
+  /**
+   * @param what names the blob or entry that was being read
+   * @param expected the digest announced
+   * @param actual the digest computed
+   */
+  constructor(what: string, expected: string, actual: string) {
+    super(`${what}: digest mismatch: expected ${expected}, got ${actual}`, "DIGEST_MISMATCH");
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/**
+ * An image, tag or blob that is not where it was looked for.
+ *
+ * @example
+ * ```ts
+ * import { NotFoundError } from "./errors.ts";
+ * console.log(new NotFoundError("image:ubuntu:latest not found in registry.example.com").message);
+ * ```
+ */
+export class NotFoundError extends ImagesError {
+  /**
+   * @param message what was not found and where
+   * @param options the underlying cause, if any
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, "NOT_FOUND", options);
+  }
+}
+
+/**
+ * The operation was cancelled through an `AbortSignal` (or Ctrl-C).
+ *
+ * @example
+ * ```ts
+ * import { AbortedError } from "./errors.ts";
+ * console.log(new AbortedError("push").message); // push aborted
+ * ```
+ */
+export class AbortedError extends ImagesError {
+  /** @param operation what was aborted */
+  constructor(operation: string) {
+    super(`${operation} aborted`, "ABORTED");
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * Content digests: parsing, computing and verifying SHA-256 while bytes stream.
+ *
+ * @module
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import { DigestMismatchError, ImagesError } from "../errors.ts";
+
+const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/;
+
+/**
+ * Whether `text` is a SHA-256 content digest (`sha256:` and 64 lower-case hex digits).
+ *
+ * @example
+ * ```ts
+ * import { isDigest } from "./digest.ts";
+ * isDigest("sha256:" + "0".repeat(64)); // true
+ * isDigest("md5:abc"); // false
+ * ```
+ */
+export function isDigest(text: string): boolean {
+  return DIGEST_PATTERN.test(text);
+}
+
+/**
+ * Returns `text` if it is a SHA-256 digest, otherwise throws an error naming `where`.
+ *
+ * @example
+ * ```ts
+ * import { checkDigest } from "./digest.ts";
+ * const d = checkDigest("sha256:" + "a".repeat(64), "index.json manifests[0]");
+ * ```
+ */
+export function checkDigest(text: unknown, where: string): string {
+  if (typeof text !== "string" || !isDigest(text)) {
+    throw new ImagesError(
+      `${where}: expected a sha256 digest (sha256:<64 hex digits>), got ${
+        JSON.stringify(text)?.slice(0, 100)
+      }`,
+      "DIGEST_INVALID",
+    );
+  }
+  return text;
+}
+
+/**
+ * The 64 hex digits of a `sha256:` digest.
+ *
+ * @example
+ * ```ts
+ * import { digestHex } from "./digest.ts";
+ * digestHex("sha256:" + "ab".repeat(32)); // "abab…"
+ * ```
+ */
+export function digestHex(digest: string): string {
+  return digest.slice("sha256:".length);
+}
+
+/**
+ * The SHA-256 digest of a byte array, as `sha256:<hex>`.
+ *
+ * @example
+ * ```ts
+ * import { sha256Digest } from "./digest.ts";
+ * sha256Digest(new TextEncoder().encode("")); // "sha256:e3b0c442…"
+ * ```
+ */
+export function sha256Digest(bytes: Uint8Array): string {
+  return "sha256:" + createHash("sha256").update(bytes).digest("hex");
+}
+
+/**
+ * Counts and hashes bytes as they pass; the result is read once the stream ends.
+ *
+ * @example
+ * ```ts
+ * import { DigestCounter } from "./digest.ts";
+ * const counter = new DigestCounter();
+ * counter.update(new Uint8Array([1, 2, 3]));
+ * console.log(counter.size, counter.digest());
+ * ```
+ */
+export class DigestCounter {
+  #hash: Hash = createHash("sha256");
+  #digest?: string;
+  /** Bytes seen so far. */
+  size = 0;
+
+  /** Adds bytes to the hash. */
+  update(chunk: Uint8Array): void {
+    this.#hash.update(chunk);
+    this.size += chunk.byteLength;
+  }
+
+  /** The digest of every byte seen; call once all bytes have been seen. */
+  digest(): string {
+    this.#digest ??= "sha256:" + this.#hash.digest("hex");
+    return this.#digest;
+  }
+}
+
+/** What {@linkcode verifyingStream} checks at the end of the stream. */
+export interface Expectation {
+  /** The digest the bytes must have. */
+  digest?: string;
+  /** The number of bytes expected. */
+  size?: number;
+  /** Names the blob in errors, e.g. `layer sha256:… of image.tar`. */
+  what: string;
+}
+
+/**
+ * A pass-through stream that hashes what flows through it and fails the stream
+ * (before its end is seen downstream) when the digest or size is not the one expected.
+ * More bytes than `size` fail at once, so a source that streams forever is stopped.
+ *
+ * @example
+ * ```ts
+ * import { verifyingStream } from "./digest.ts";
+ * const body = new Blob(["hello"]).stream();
+ * const checked = body.pipeThrough(verifyingStream({ what: "greeting", size: 5 }));
+ * await new Response(checked).arrayBuffer();
+ * ```
+ */
+export function verifyingStream(
+  expected: Expectation,
+  counter: DigestCounter = new DigestCounter(),
+): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      counter.update(chunk);
+      if (expected.size !== undefined && counter.size > expected.size) {
+        throw new ImagesError(
+          `${expected.what}: more data than the expected ${expected.size} bytes`,
+          "SIZE_INVALID",
+        );
+      }
+      controller.enqueue(chunk);
+    },
+    flush() {
+      if (expected.size !== undefined && counter.size !== expected.size) {
+        throw new ImagesError(
+          `${expected.what}: truncated: expected ${expected.size} bytes, got ${counter.size}`,
+          "SIZE_INVALID",
+        );
+      }
+      const actual = counter.digest();
+      if (expected.digest !== undefined && actual !== expected.digest) {
+        throw new DigestMismatchError(expected.what, expected.digest, actual);
+      }
+    },
+  });
+}
