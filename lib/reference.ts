@@ -1,0 +1,1235 @@
+/**
+ * Image references: {@linkcode LocalImage}, {@linkcode RemoteImage}, {@linkcode Tag}
+ * and {@linkcode ImageNameParser}, a port of the Apolo SDK's `_parsing_utils`
+ * (`LocalImage`, `RemoteImage`, `Tag`, `_ImageNameParser`).
+ *
+ * Forms a {@linkcode ImageNameParser} reads:
+ *
+ * | text                                         | result                                        |
+ * | -------------------------------------------- | --------------------------------------------- |
+ * | `image://<cluster>/[<org>/]<owner>/<name>`   | platform image of that cluster                |
+ * | `image:/<owner>/<name>` (or `image:///…`)    | current cluster and org, that owner           |
+ * | `image:<name>`                               | current cluster, org and owner                |
+ * | `<registry-host>/[<org>/]<owner>/<name>`     | platform image of the cluster of that host    |
+ * | `ubuntu`, `ghcr.io/a/b`, `localhost:5000/a`  | external image (any other registry)           |
+ *
+ * Each may end in `:<tag>` and/or `@sha256:<64 hex digits>`. Names follow Docker's
+ * grammar: components of lowercase letters and digits separated by `.`, `_`, `__`
+ * or dashes, joined by `/`, at most 255 characters with the registry host; a tag is
+ * `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`. Every rejection is an
+ * {@linkcode InvalidReferenceError} whose message names the part that is wrong.
+ *
+ * @example
+ * ```ts
+ * import { ImageNameParser } from "./reference.ts";
+ * const parser = new ImageNameParser({
+ *   clusterName: "default",
+ *   owner: "alice",
+ *   registries: { default: "https://registry.example.com" },
+ * });
+ * parser.parseRemote("image:ubuntu").asDockerUrl(); // "registry.example.com/alice/ubuntu:latest"
+ * parser.parseRemote("ubuntu").repository; // "library/ubuntu"
+ * ```
+ *
+ * @module
+ */
+
+import { InvalidReferenceError } from "./errors.ts";
+
+/**
+ * How a parser treats the tag of an image reference:
+ * - `"default"`: a missing tag becomes `latest` (unless a digest is given);
+ * - `"allow"`: a missing tag stays `undefined`;
+ * - `"deny"`: a tag (or digest) is an error; used for `tags()` and `list()`, which
+ *   take a repository, not one of its images.
+ *
+ * @example
+ * ```ts
+ * import type { TagOption } from "./reference.ts";
+ * const forListing: TagOption = "deny";
+ * ```
+ */
+export type TagOption = "default" | "allow" | "deny";
+
+/**
+ * Options of the parse functions.
+ *
+ * @example
+ * ```ts
+ * import { parseExternalImage, type ParseOptions } from "./reference.ts";
+ * const options: ParseOptions = { tagOption: "allow" };
+ * parseExternalImage("ubuntu", options).tag; // undefined
+ * ```
+ */
+export interface ParseOptions {
+  /** How a tag is treated; `"default"` when omitted. */
+  readonly tagOption?: TagOption;
+}
+
+// ---------------------------------------------------------------------------
+// Grammar (Docker's distribution/reference, and the SDK's tag rule)
+
+const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const COMPONENT_RULE =
+  "lowercase letters and digits separated by '.', '_', '__' or dashes, not starting or ending with a separator";
+const TAG_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+const TAG_MAX = 128;
+const TAG_RULE =
+  "letters, digits, '_', '.' and '-', not starting with '.' or '-', at most 128 characters";
+const NAME_MAX = 255;
+const DOMAIN_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/;
+const IPV6_HOST = /^\[[0-9A-Fa-f:.]+\]$/;
+const PORT = /^[0-9]{1,5}$/;
+const CLUSTER = /^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$/;
+const DIGEST_ALGORITHM = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*$/;
+const SHA256_HEX = /^[a-f0-9]{64}$/;
+const URL_SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
+const FORBIDDEN_CHAR = /[^\x21-\x7e]/;
+const IMAGE_SCHEME = "image:";
+const DOCKER_HUB = "docker.io";
+const DOCKER_HUB_ALIASES = new Set([DOCKER_HUB, "index.docker.io", "registry-1.docker.io"]);
+
+function fail(problem: string, reference: string): never {
+  throw new InvalidReferenceError(problem, reference);
+}
+
+function quote(text: string): string {
+  return JSON.stringify(text);
+}
+
+function checkComponent(what: string, value: string, ref: string): void {
+  if (value === "") fail(`empty ${what}`, ref);
+  if (!PATH_COMPONENT.test(value)) {
+    const lower = value.toLowerCase();
+    const why = value.includes(":")
+      ? "':' may only start the tag, at the end, and a tag cannot contain '/'"
+      : lower !== value && PATH_COMPONENT.test(lower)
+      ? "must be lowercase"
+      : `must be ${COMPONENT_RULE}`;
+    fail(`invalid ${what} ${quote(value)}: ${why}`, ref);
+  }
+}
+
+function checkPath(path: string, ref: string): void {
+  if (path === "") fail("empty image name", ref);
+  for (const component of path.split("/")) {
+    if (component === "") fail(`empty path component in image name ${quote(path)}`, ref);
+    checkComponent("image name component", component, ref);
+  }
+}
+
+function checkTag(tag: string, ref: string): void {
+  if (tag === "") fail("empty tag", ref);
+  if (tag.length > TAG_MAX) {
+    fail(`tag is longer than ${TAG_MAX} characters (${tag.length})`, ref);
+  }
+  if (!TAG_PATTERN.test(tag)) fail(`invalid tag ${quote(tag)}: a tag is ${TAG_RULE}`, ref);
+}
+
+function checkDigest(digest: string, ref: string): void {
+  if (digest === "") fail("empty digest after '@'", ref);
+  const colon = digest.indexOf(":");
+  if (colon < 0) {
+    fail(`invalid digest ${quote(digest)}: expected sha256:<64 hex digits>`, ref);
+  }
+  const algorithm = digest.slice(0, colon);
+  if (algorithm !== "sha256") {
+    fail(
+      DIGEST_ALGORITHM.test(algorithm)
+        ? `unsupported digest algorithm ${quote(algorithm)}: only sha256 is supported`
+        : `invalid digest ${quote(digest)}: expected sha256:<64 hex digits>`,
+      ref,
+    );
+  }
+  if (!SHA256_HEX.test(digest.slice(colon + 1))) {
+    fail(`invalid digest ${quote(digest)}: sha256 needs 64 lowercase hex digits`, ref);
+  }
+}
+
+function checkDomain(domain: string, ref: string): void {
+  if (domain === "") fail("empty registry host", ref);
+  let host = domain;
+  let port: string | undefined;
+  if (domain.startsWith("[")) {
+    const end = domain.indexOf("]");
+    host = end < 0 ? domain : domain.slice(0, end + 1);
+    const rest = end < 0 ? "" : domain.slice(end + 1);
+    if (rest !== "") {
+      if (!rest.startsWith(":")) fail(`invalid registry host ${quote(domain)}`, ref);
+      port = rest.slice(1);
+    }
+    if (!IPV6_HOST.test(host)) fail(`invalid registry host ${quote(domain)}`, ref);
+  } else {
+    const colon = domain.indexOf(":");
+    if (colon >= 0) {
+      host = domain.slice(0, colon);
+      port = domain.slice(colon + 1);
+    }
+    if (host === "" || !host.split(".").every((label) => DOMAIN_LABEL.test(label))) {
+      fail(
+        `invalid registry host ${
+          quote(host)
+        }: expected DNS labels (letters, digits, inner dashes) joined by '.'`,
+        ref,
+      );
+    }
+  }
+  if (port !== undefined && (!PORT.test(port) || Number(port) > 65535)) {
+    fail(`invalid registry port ${quote(port)} in ${quote(domain)}: expected 0-65535`, ref);
+  }
+}
+
+function checkCluster(cluster: string, ref: string): void {
+  if (cluster === "") fail("empty cluster name", ref);
+  if (!CLUSTER.test(cluster)) {
+    const why = CLUSTER.test(cluster.toLowerCase())
+      ? "must be lowercase"
+      : "must be lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit";
+    fail(`invalid cluster name ${quote(cluster)}: ${why}`, ref);
+  }
+}
+
+function checkLength(full: string, ref: string): void {
+  if (full.length > NAME_MAX) {
+    fail(`image name ${quote(full)} is longer than ${NAME_MAX} characters (${full.length})`, ref);
+  }
+}
+
+/** Docker's rule: the first of several components is a registry host if it looks like one. */
+function splitDomain(name: string): { domain?: string; path: string } {
+  const slash = name.indexOf("/");
+  if (slash < 0) return { path: name };
+  const first = name.slice(0, slash);
+  if (
+    first.includes(".") || first.includes(":") || first === "localhost" ||
+    first !== first.toLowerCase()
+  ) {
+    return { domain: first, path: name.slice(slash + 1) };
+  }
+  return { path: name };
+}
+
+/** Validates `[domain/]path` as a Docker repository name. */
+function parseDockerName(name: string, ref: string): { domain?: string; path: string } {
+  if (name === "") fail("empty image name", ref);
+  checkLength(name, ref);
+  const parts = splitDomain(name);
+  if (parts.domain !== undefined) checkDomain(parts.domain, ref);
+  checkPath(parts.path, ref);
+  return parts;
+}
+
+interface Split {
+  name: string;
+  tag?: string;
+  digest?: string;
+}
+
+/** Splits `name[:tag][@digest]`; a colon before the last `/` stays in the name (a port). */
+function splitReference(text: string, ref: string): Split {
+  let rest = text;
+  let digest: string | undefined;
+  const at = rest.indexOf("@");
+  if (at >= 0) {
+    digest = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+    if (digest.includes("@")) fail("more than one '@': expected <name>[:<tag>][@<digest>]", ref);
+    checkDigest(digest, ref);
+  }
+  const last = rest.slice(rest.lastIndexOf("/") + 1);
+  const colons = last.split(":").length - 1;
+  if (colons > 1) {
+    fail(`too many colons in ${quote(last)}: expected <name>[:<tag>]`, ref);
+  }
+  let tag: string | undefined;
+  if (colons === 1) {
+    const colon = rest.lastIndexOf(":");
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+    if (tag === "") fail("empty tag after ':'", ref);
+    checkTag(tag, ref);
+  }
+  if (rest === "") fail("empty image name", ref);
+  return { name: rest, tag, digest };
+}
+
+function checkCommon(text: string): void {
+  if (text === "") fail("empty image reference", text);
+  if (text.startsWith("-")) fail("an image reference must not start with '-'", text);
+  const bad = FORBIDDEN_CHAR.exec(text);
+  if (bad) {
+    fail(
+      `character ${quote(bad[0])} is not allowed: only printable ASCII without spaces`,
+      text,
+    );
+  }
+  if (text === "image:latest") {
+    fail(
+      'ambiguous: valid both as the local image "image" with tag "latest" and as the ' +
+        'platform image "latest"; write image:latest:latest for the platform image',
+      text,
+    );
+  }
+}
+
+function checkNoUrlScheme(text: string): void {
+  const scheme = URL_SCHEME.exec(text);
+  if (scheme) fail(`unsupported scheme "${scheme[1]}:" (only image: is allowed)`, text);
+}
+
+function applyTagOption(
+  split: Split,
+  options: ParseOptions,
+  ref: string,
+): { tag?: string; digest?: string } {
+  const option = options.tagOption ?? "default";
+  const { tag, digest } = split;
+  switch (option) {
+    case "default":
+      return { tag: tag ?? (digest === undefined ? "latest" : undefined), digest };
+    case "allow":
+      return { tag, digest };
+    case "deny":
+      if (tag !== undefined) {
+        fail(`tag ${quote(tag)} is not allowed here: expected an image without a tag`, ref);
+      }
+      if (digest !== undefined) {
+        fail(
+          `digest ${quote(digest)} is not allowed here: expected an image without a digest`,
+          ref,
+        );
+      }
+      return {};
+    default:
+      throw new TypeError(`unknown tagOption ${quote(String(option))}`);
+  }
+}
+
+function suffix(tag: string | undefined, digest: string | undefined): string {
+  return (tag === undefined ? "" : `:${tag}`) + (digest === undefined ? "" : `@${digest}`);
+}
+
+// ---------------------------------------------------------------------------
+// RemoteImage
+
+/**
+ * The fields of a {@linkcode RemoteImage}.
+ *
+ * @example
+ * ```ts
+ * import { RemoteImage, type RemoteImageInit } from "./reference.ts";
+ * const init: RemoteImageInit = { name: "ubuntu", tag: "22.04" };
+ * new RemoteImage(init).toString(); // "ubuntu:22.04"
+ * ```
+ */
+export interface RemoteImageInit {
+  /** Repository name below the owner (platform) or the registry host (external). */
+  readonly name: string;
+  /** Tag, or undefined for none. */
+  readonly tag?: string;
+  /** Digest `sha256:<64 hex digits>`, or undefined for none. */
+  readonly digest?: string;
+  /** Owner (user or project) of a platform image. */
+  readonly owner?: string;
+  /** Organization of a platform image, if any. */
+  readonly orgName?: string;
+  /** Registry host (`host[:port]`); undefined for Docker Hub. */
+  readonly registry?: string;
+  /** Cluster of a platform image. */
+  readonly clusterName?: string;
+}
+
+/**
+ * An image in a registry: either a platform image (hosted by an Apolo cluster, with
+ * `registry`, `clusterName` and `owner` all set) or an external one (Docker Hub or any
+ * other registry; no cluster, owner or org).
+ *
+ * Immutable; the constructor validates every field and throws
+ * {@linkcode InvalidReferenceError} naming the bad one. For an external image given
+ * without `registry`, a leading registry host in `name` (`ghcr.io/a/b`) is moved to
+ * `registry`, as Docker reads it.
+ *
+ * @example
+ * ```ts
+ * import { RemoteImage } from "./reference.ts";
+ * const image = RemoteImage.newPlatformImage("ubuntu", "registry.example.com", {
+ *   owner: "alice",
+ *   clusterName: "default",
+ *   orgName: "acme",
+ *   tag: "22.04",
+ * });
+ * image.toString(); // "image://default/acme/alice/ubuntu:22.04"
+ * image.asDockerUrl(); // "registry.example.com/acme/alice/ubuntu:22.04"
+ * image.repository; // "acme/alice/ubuntu"
+ * ```
+ */
+export class RemoteImage {
+  /** Repository name below the owner (platform) or the registry host (external). */
+  readonly name: string;
+  /** Tag, or undefined if none was given. */
+  readonly tag?: string;
+  /** Digest `sha256:<64 hex digits>`, or undefined if none was given. */
+  readonly digest?: string;
+  /** Owner (user or project) of a platform image; undefined for an external one. */
+  readonly owner?: string;
+  /** Organization of a platform image; undefined when there is none. */
+  readonly orgName?: string;
+  /** Registry host `host[:port]`; undefined for an external image on Docker Hub. */
+  readonly registry?: string;
+  /** Cluster of a platform image; undefined for an external one. */
+  readonly clusterName?: string;
+
+  /**
+   * Validates and freezes the fields.
+   *
+   * @param init the fields; a platform image needs `registry`, `clusterName` and
+   *   `owner` together
+   * @throws {InvalidReferenceError} if a field is invalid or a platform field is missing
+   */
+  constructor(init: RemoteImageInit) {
+    const { tag, digest, owner, orgName, clusterName } = init;
+    let { name, registry } = init;
+    const ref = [
+      clusterName === undefined ? registry : `image://${clusterName}`,
+      orgName,
+      owner,
+      name + suffix(tag, digest),
+    ].filter((part) => part !== undefined).join("/");
+    if (clusterName !== undefined || owner !== undefined || orgName !== undefined) {
+      const missing = [
+        registry === undefined ? "registry" : undefined,
+        clusterName === undefined ? "cluster" : undefined,
+        owner === undefined ? "owner" : undefined,
+      ].filter((part) => part !== undefined);
+      if (missing.length > 0) {
+        fail(
+          `a platform image needs registry, cluster and owner together; missing: ${
+            missing.join(", ")
+          }`,
+          ref,
+        );
+      }
+      checkDomain(registry!, ref);
+      checkCluster(clusterName!, ref);
+      if (orgName !== undefined) checkComponent("org name", orgName, ref);
+      checkComponent("owner", owner!, ref);
+      checkPath(name, ref);
+      checkLength([registry, orgName, owner, name].filter((p) => p !== undefined).join("/"), ref);
+    } else {
+      if (registry === undefined) {
+        const parts = parseDockerName(name, ref);
+        registry = parts.domain;
+        name = parts.path;
+      } else {
+        checkDomain(registry, ref);
+        checkPath(name, ref);
+        checkLength(`${registry}/${name}`, ref);
+      }
+    }
+    if (tag !== undefined) checkTag(tag, ref);
+    if (digest !== undefined) checkDigest(digest, ref);
+    this.name = name;
+    this.tag = tag;
+    this.digest = digest;
+    this.owner = owner;
+    this.orgName = orgName;
+    this.registry = registry;
+    this.clusterName = clusterName;
+    Object.freeze(this);
+  }
+
+  /**
+   * A reference to an image hosted by an Apolo cluster's registry.
+   *
+   * @param name repository name below the owner, e.g. `ubuntu` or `library/ubuntu`
+   * @param registry registry host `host[:port]` of the cluster
+   * @param options owner, cluster, and optionally org, tag and digest
+   * @returns the image
+   * @throws {InvalidReferenceError} if a part is invalid
+   *
+   * @example
+   * ```ts
+   * import { RemoteImage } from "./reference.ts";
+   * const image = RemoteImage.newPlatformImage("ubuntu", "registry.example.com", {
+   *   owner: "alice",
+   *   clusterName: "default",
+   * });
+   * image.toString(); // "image://default/alice/ubuntu"
+   * ```
+   */
+  static newPlatformImage(
+    name: string,
+    registry: string,
+    options: {
+      owner: string;
+      clusterName: string;
+      orgName?: string;
+      tag?: string;
+      digest?: string;
+    },
+  ): RemoteImage {
+    return new RemoteImage({
+      name,
+      registry,
+      owner: options.owner,
+      clusterName: options.clusterName,
+      orgName: options.orgName,
+      tag: options.tag,
+      digest: options.digest,
+    });
+  }
+
+  /**
+   * A reference to an image in a registry outside the platform (Docker Hub by default).
+   *
+   * @param name repository name, e.g. `ubuntu` or `library/ubuntu`; without
+   *   `registry`, a leading registry host (`ghcr.io/a/b`) becomes the registry
+   * @param registry registry host `host[:port]`, undefined for Docker Hub
+   * @param options optional tag and digest
+   * @returns the image
+   * @throws {InvalidReferenceError} if a part is invalid
+   *
+   * @example
+   * ```ts
+   * import { RemoteImage } from "./reference.ts";
+   * RemoteImage.newExternalImage("ubuntu", undefined, { tag: "22.04" }).toString(); // "ubuntu:22.04"
+   * RemoteImage.newExternalImage("a/b", "localhost:5000").asDockerUrl(); // "localhost:5000/a/b"
+   * ```
+   */
+  static newExternalImage(
+    name: string,
+    registry?: string,
+    options: { tag?: string; digest?: string } = {},
+  ): RemoteImage {
+    return new RemoteImage({ name, registry, tag: options.tag, digest: options.digest });
+  }
+
+  /**
+   * Whether this image is hosted by an Apolo cluster (it has a cluster and owner).
+   *
+   * @example
+   * ```ts
+   * import { RemoteImage } from "./reference.ts";
+   * RemoteImage.newExternalImage("ubuntu").isPlatformImage; // false
+   * ```
+   */
+  get isPlatformImage(): boolean {
+    return this.clusterName !== undefined;
+  }
+
+  /**
+   * The registry host to talk to: `registry` of a platform image; for an external one
+   * its registry, with Docker Hub (no registry, `index.docker.io`, …) as `docker.io`.
+   *
+   * @example
+   * ```ts
+   * import { RemoteImage } from "./reference.ts";
+   * RemoteImage.newExternalImage("ubuntu").domain; // "docker.io"
+   * RemoteImage.newExternalImage("a/b", "ghcr.io").domain; // "ghcr.io"
+   * ```
+   */
+  get domain(): string {
+    if (this.registry === undefined || DOCKER_HUB_ALIASES.has(this.registry)) return DOCKER_HUB;
+    return this.registry;
+  }
+
+  /**
+   * The repository path inside the registry, as used in `/v2/<repository>/…`:
+   * `[<org>/]<owner>/<name>` for a platform image, the name for an external one
+   * (with `library/` added to a one-component name on Docker Hub).
+   *
+   * @example
+   * ```ts
+   * import { RemoteImage } from "./reference.ts";
+   * RemoteImage.newExternalImage("ubuntu").repository; // "library/ubuntu"
+   * RemoteImage.newExternalImage("a/b", "ghcr.io").repository; // "a/b"
+   * ```
+   */
+  get repository(): string {
+    if (this.isPlatformImage) {
+      return [this.orgName, this.owner, this.name].filter((p) => p !== undefined).join("/");
+    }
+    if (this.domain === DOCKER_HUB && !this.name.includes("/")) return `library/${this.name}`;
+    return this.name;
+  }
+
+  /**
+   * The reference Docker understands: `<registry>/[<org>/]<owner>/<name>[:<tag>][@<digest>]`
+   * for a platform image; for an external one, the reference as given
+   * (`[<registry>/]<name>[:<tag>][@<digest>]`).
+   *
+   * @param withScheme prefix `https://` (platform images only, as in the SDK)
+   * @returns the reference
+   *
+   * @example
+   * ```ts
+   * import { RemoteImage } from "./reference.ts";
+   * const image = RemoteImage.newPlatformImage("ubuntu", "registry.example.com", {
+   *   owner: "alice",
+   *   clusterName: "default",
+   *   tag: "1.0",
+   * });
+   * image.asDockerUrl(); // "registry.example.com/alice/ubuntu:1.0"
+   * image.asDockerUrl(true); // "https://registry.example.com/alice/ubuntu:1.0"
+   * ```
+   */
+  asDockerUrl(withScheme = false): string {
+    const end = suffix(this.tag, this.digest);
+    if (this.isPlatformImage) {
+      return `${withScheme ? "https://" : ""}${this.registry}/${this.repository}${end}`;
+    }
+    return `${this.registry === undefined ? "" : `${this.registry}/`}${this.name}${end}`;
+  }
+
+  /**
+   * A copy of this reference with another tag (other fields, a digest included, kept).
+   *
+   * @param tag the new tag
+   * @returns the new reference
+   * @throws {InvalidReferenceError} if the tag is invalid
+   *
+   * @example
+   * ```ts
+   * import { RemoteImage } from "./reference.ts";
+   * RemoteImage.newExternalImage("ubuntu").withTag("22.04").toString(); // "ubuntu:22.04"
+   * ```
+   */
+  withTag(tag: string): RemoteImage {
+    return new RemoteImage({ ...this.#fields(), tag });
+  }
+
+  /**
+   * A copy of this reference pinned to a digest (other fields, the tag included, kept).
+   *
+   * @param digest the digest, `sha256:<64 hex digits>`
+   * @returns the new reference
+   * @throws {InvalidReferenceError} if the digest is invalid
+   *
+   * @example
+   * ```ts
+   * import { RemoteImage } from "./reference.ts";
+   * RemoteImage.newExternalImage("ubuntu").withDigest("sha256:" + "a".repeat(64)).toString();
+   * // "ubuntu@sha256:aaaa…"
+   * ```
+   */
+  withDigest(digest: string): RemoteImage {
+    return new RemoteImage({ ...this.#fields(), digest });
+  }
+
+  /**
+   * `image://<cluster>/[<org>/]<owner>/<name>[:<tag>][@<digest>]` for a platform image,
+   * the Docker reference ({@linkcode RemoteImage.asDockerUrl}) for an external one.
+   *
+   * @returns the text form, which {@linkcode ImageNameParser.parseRemote} reads back
+   *
+   * @example
+   * ```ts
+   * import { RemoteImage } from "./reference.ts";
+   * RemoteImage.newPlatformImage("ubuntu", "registry.example.com", {
+   *   owner: "alice",
+   *   clusterName: "default",
+   *   tag: "1.0",
+   * }).toString(); // "image://default/alice/ubuntu:1.0"
+   * ```
+   */
+  toString(): string {
+    if (this.isPlatformImage) {
+      return `image://${this.clusterName}/${this.repository}${suffix(this.tag, this.digest)}`;
+    }
+    return this.asDockerUrl();
+  }
+
+  #fields(): RemoteImageInit {
+    return {
+      name: this.name,
+      tag: this.tag,
+      digest: this.digest,
+      owner: this.owner,
+      orgName: this.orgName,
+      registry: this.registry,
+      clusterName: this.clusterName,
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------
+// LocalImage and Tag
+
+/**
+ * An image as a local image store (`docker images`, an archive's `RepoTags`) names it:
+ * `name[:tag]`, where the name may start with a registry host.
+ *
+ * @example
+ * ```ts
+ * import { LocalImage } from "./reference.ts";
+ * const image = new LocalImage("ubuntu", "22.04");
+ * image.toString(); // "ubuntu:22.04"
+ * new LocalImage("localhost:5000/team/app").toString(); // "localhost:5000/team/app"
+ * ```
+ */
+export class LocalImage {
+  /** Image name, e.g. `ubuntu` or `registry.example.com/alice/ubuntu`. */
+  readonly name: string;
+  /** Tag, or undefined when omitted (which means `latest`). */
+  readonly tag?: string;
+
+  /**
+   * Validates and freezes the fields.
+   *
+   * @param name image name, Docker's grammar with an optional registry host
+   * @param tag tag, or undefined
+   * @throws {InvalidReferenceError} if the name or tag is invalid
+   */
+  constructor(name: string, tag?: string) {
+    const ref = name + suffix(tag, undefined);
+    parseDockerName(name, ref);
+    if (tag !== undefined) checkTag(tag, ref);
+    this.name = name;
+    this.tag = tag;
+    Object.freeze(this);
+  }
+
+  /**
+   * `name[:tag]`.
+   *
+   * @returns the text form, which {@linkcode parseLocalImage} reads back
+   *
+   * @example
+   * ```ts
+   * import { LocalImage } from "./reference.ts";
+   * new LocalImage("ubuntu").toString(); // "ubuntu"
+   * ```
+   */
+  toString(): string {
+    return this.name + suffix(this.tag, undefined);
+  }
+}
+
+/**
+ * Information about one tag of a remote image: its name and size in bytes (the sum of
+ * the manifest's layer sizes).
+ *
+ * @example
+ * ```ts
+ * import { Tag } from "./reference.ts";
+ * const tag = new Tag("latest", 28_000_000);
+ * console.log(tag.name, tag.size);
+ * ```
+ */
+export class Tag {
+  /** The tag, e.g. `latest`. */
+  readonly name: string;
+  /** Size in bytes. */
+  readonly size: number;
+
+  /**
+   * Validates and freezes the fields.
+   *
+   * @param name the tag
+   * @param size size in bytes, a non-negative integer
+   * @throws {InvalidReferenceError} if the tag or size is invalid
+   */
+  constructor(name: string, size: number) {
+    checkTag(name, name);
+    if (!Number.isSafeInteger(size) || size < 0) {
+      fail(`tag size must be a non-negative integer, got ${size}`, name);
+    }
+    this.name = name;
+    this.size = size;
+    Object.freeze(this);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing
+
+/**
+ * Parses a local image reference `name[:tag]` (the SDK's `parse_as_local_image`).
+ * With the default tag option a missing tag becomes `latest`. The `image:` scheme,
+ * URL schemes and digests are rejected.
+ *
+ * @param text the reference, e.g. `ubuntu:22.04` or `localhost:5000/a/b`
+ * @param options how a missing tag is treated
+ * @returns the local image
+ * @throws {InvalidReferenceError} naming the part that is wrong
+ *
+ * @example
+ * ```ts
+ * import { parseLocalImage } from "./reference.ts";
+ * parseLocalImage("ubuntu").toString(); // "ubuntu:latest"
+ * parseLocalImage("ubuntu", { tagOption: "allow" }).tag; // undefined
+ * ```
+ */
+export function parseLocalImage(text: string, options: ParseOptions = {}): LocalImage {
+  checkCommon(text);
+  if (text.startsWith(IMAGE_SCHEME)) {
+    fail("the image: scheme is not allowed for a local image", text);
+  }
+  checkNoUrlScheme(text);
+  const split = splitReference(text, text);
+  if (split.digest !== undefined) {
+    fail(`a local image is name[:tag]; digest ${quote(split.digest)} is not allowed`, text);
+  }
+  parseDockerName(split.name, text);
+  const { tag } = applyTagOption(split, options, text);
+  return new LocalImage(split.name, tag);
+}
+
+/**
+ * Parses a Docker reference `[<registry>/]<name>[:<tag>][@<digest>]` as an external
+ * image, without any platform configuration: `ubuntu` is Docker Hub's
+ * `library/ubuntu`, `localhost:5000/a/b:1` is `a/b` in `localhost:5000`.
+ * `image:` references need an {@linkcode ImageNameParser} and are rejected here.
+ *
+ * @param text the reference
+ * @param options how a tag is treated
+ * @returns the external image
+ * @throws {InvalidReferenceError} naming the part that is wrong
+ *
+ * @example
+ * ```ts
+ * import { parseExternalImage } from "./reference.ts";
+ * const image = parseExternalImage("ghcr.io/acme/tool:1.2");
+ * image.registry; // "ghcr.io"
+ * image.repository; // "acme/tool"
+ * parseExternalImage("ubuntu").asDockerUrl(); // "ubuntu:latest"
+ * ```
+ */
+export function parseExternalImage(text: string, options: ParseOptions = {}): RemoteImage {
+  checkCommon(text);
+  if (text.startsWith(IMAGE_SCHEME)) {
+    fail("an image: reference needs the platform configuration (use ImageNameParser)", text);
+  }
+  checkNoUrlScheme(text);
+  const split = splitReference(text, text);
+  const { domain, path } = parseDockerName(split.name, text);
+  const { tag, digest } = applyTagOption(split, options, text);
+  return new RemoteImage({ name: path, registry: domain, tag, digest });
+}
+
+/**
+ * What an {@linkcode ImageNameParser} knows about the platform.
+ *
+ * @example
+ * ```ts
+ * import type { ImageNameParserConfig } from "./reference.ts";
+ * const config: ImageNameParserConfig = {
+ *   clusterName: "default",
+ *   orgName: "acme",
+ *   owner: "alice",
+ *   registries: { default: "https://registry.example.com", gpu: "registry.gpu.example.com:5000" },
+ *   orgNames: { gpu: ["research"] },
+ * };
+ * ```
+ */
+export interface ImageNameParserConfig {
+  /** The current cluster: short forms (`image:name`, `image:/owner/name`) refer to it. */
+  readonly clusterName: string;
+  /** The current organization, if any: short forms refer to it. */
+  readonly orgName?: string;
+  /** The current owner (user or project): `image:name` refers to it. */
+  readonly owner: string;
+  /**
+   * Registry of each cluster, by cluster name: a URL (`https://host[:port]/…`) or a
+   * bare `host[:port]`. Only its `host[:port]` is kept.
+   */
+  readonly registries: Readonly<Record<string, string>>;
+  /**
+   * Organizations known per cluster, by cluster name. In long forms
+   * (`image://cluster/a/b/c`, `<registry>/a/b/c`) a first segment listed here (or
+   * equal to `orgName`) is read as an org. See {@linkcode ImageNameParser}.
+   */
+  readonly orgNames?: Readonly<Record<string, readonly string[]>>;
+}
+
+/**
+ * Parses image references against the platform's configuration (the SDK's
+ * `_ImageNameParser`).
+ *
+ * How the org is found in a long form `image://<cluster>/<a>/<b>[/…]` (and in
+ * `<registry-host>/<a>/<b>[/…]`): as in the SDK, `<a>` is an org when it equals the
+ * configured `orgName`; in addition, when it is listed in `orgNames[<cluster>]`. It is
+ * read as an org only when at least an owner and a name follow it (`<a>/<b>/<c>…`);
+ * otherwise `<a>` is the owner. Everything after the owner is the name, which may have
+ * several components (`image://c/alice/library/ubuntu` is `library/ubuntu` of
+ * `alice`). So a platform image whose owner happens to be a known org name and whose
+ * name has several components does not read back as itself; the SDK has the same
+ * ambiguity. Short forms (`image:name`, `image:/owner/name`, `image:///owner/name`)
+ * always take the configured org (none if unset).
+ *
+ * @example
+ * ```ts
+ * import { ImageNameParser } from "./reference.ts";
+ * const parser = new ImageNameParser({
+ *   clusterName: "default",
+ *   orgName: "acme",
+ *   owner: "alice",
+ *   registries: { default: "https://registry.example.com" },
+ * });
+ * parser.parseRemote("image:ubuntu:22.04").toString(); // "image://default/acme/alice/ubuntu:22.04"
+ * parser.parseRemote("image://default/acme/bob/tool").owner; // "bob"
+ * parser.parseRemote("registry.example.com/acme/bob/tool:1").clusterName; // "default"
+ * parser.parseRemote("ubuntu").isPlatformImage; // false
+ * parser.parseLocal("ubuntu").toString(); // "ubuntu:latest"
+ * ```
+ */
+export class ImageNameParser {
+  /** The current cluster. */
+  readonly clusterName: string;
+  /** The current organization, if any. */
+  readonly orgName?: string;
+  /** The current owner. */
+  readonly owner: string;
+  readonly #registries: ReadonlyMap<string, string>;
+  readonly #orgNames: ReadonlyMap<string, ReadonlySet<string>>;
+
+  /**
+   * Validates the configuration and keeps each registry's `host[:port]`.
+   *
+   * @param config the current cluster, org and owner, and each cluster's registry
+   * @throws {InvalidReferenceError} if a configured name or registry is invalid
+   */
+  constructor(config: ImageNameParserConfig) {
+    checkCluster(config.clusterName, config.clusterName);
+    if (config.orgName !== undefined) checkComponent("org name", config.orgName, config.orgName);
+    checkComponent("owner", config.owner, config.owner);
+    const registries = new Map<string, string>();
+    for (const [cluster, url] of Object.entries(config.registries)) {
+      checkCluster(cluster, cluster);
+      registries.set(cluster, registryHost(url));
+    }
+    const orgNames = new Map<string, Set<string>>();
+    for (const [cluster, orgs] of Object.entries(config.orgNames ?? {})) {
+      for (const org of orgs) checkComponent("org name", org, org);
+      orgNames.set(cluster, new Set(orgs));
+    }
+    this.clusterName = config.clusterName;
+    this.orgName = config.orgName;
+    this.owner = config.owner;
+    this.#registries = registries;
+    this.#orgNames = orgNames;
+    Object.freeze(this);
+  }
+
+  /**
+   * The registry host (`host[:port]`) of a cluster.
+   *
+   * @param clusterName the cluster
+   * @returns its registry host
+   * @throws {InvalidReferenceError} if the cluster is not configured
+   *
+   * @example
+   * ```ts
+   * import { ImageNameParser } from "./reference.ts";
+   * const parser = new ImageNameParser({
+   *   clusterName: "default",
+   *   owner: "alice",
+   *   registries: { default: "https://registry.example.com:5000/v2/" },
+   * });
+   * parser.registryOf("default"); // "registry.example.com:5000"
+   * ```
+   */
+  registryOf(clusterName: string): string {
+    return this.#registryOf(clusterName, clusterName);
+  }
+
+  /**
+   * Parses any remote reference (the SDK's `parse_remote`): `image:` forms and names
+   * under a platform registry host give platform images, anything else is a Docker
+   * reference to an external image ({@linkcode parseExternalImage}).
+   *
+   * @param text the reference
+   * @param options how a tag is treated (`"deny"` for `tags()` and `list()`)
+   * @returns the remote image
+   * @throws {InvalidReferenceError} naming the part that is wrong
+   *
+   * @example
+   * ```ts
+   * import { ImageNameParser } from "./reference.ts";
+   * const parser = new ImageNameParser({
+   *   clusterName: "default",
+   *   owner: "alice",
+   *   registries: { default: "registry.example.com" },
+   * });
+   * parser.parseRemote("image:/bob/tool:1").toString(); // "image://default/bob/tool:1"
+   * parser.parseRemote("image:tool", { tagOption: "deny" }).tag; // undefined
+   * parser.parseRemote("localhost:5000/a/b").registry; // "localhost:5000"
+   * ```
+   */
+  parseRemote(text: string, options: ParseOptions = {}): RemoteImage {
+    if (text.startsWith(IMAGE_SCHEME) || this.#findRegistry(text) !== undefined) {
+      return this.parsePlatform(text, options);
+    }
+    return parseExternalImage(text, options);
+  }
+
+  /**
+   * Parses a platform image reference only (the SDK's `parse_as_platform_image`): an
+   * `image:` form or a name under a platform registry host.
+   *
+   * @param text the reference
+   * @param options how a tag is treated
+   * @returns the platform image
+   * @throws {InvalidReferenceError} naming the part that is wrong, also when `text` is
+   *   not a platform reference
+   *
+   * @example
+   * ```ts
+   * import { ImageNameParser } from "./reference.ts";
+   * const parser = new ImageNameParser({
+   *   clusterName: "default",
+   *   owner: "alice",
+   *   registries: { default: "registry.example.com" },
+   * });
+   * parser.parsePlatform("registry.example.com/bob/tool").toString(); // "image://default/bob/tool:latest"
+   * ```
+   */
+  parsePlatform(text: string, options: ParseOptions = {}): RemoteImage {
+    checkCommon(text);
+    if (!text.startsWith(IMAGE_SCHEME)) {
+      const found = this.#findRegistry(text);
+      if (found === undefined) {
+        checkNoUrlScheme(text);
+        fail(
+          `a platform image needs the image: scheme or a platform registry host (${
+            [...this.#registries.values()].join(", ") || "none configured"
+          })`,
+          text,
+        );
+      }
+      return this.#platform(text, found.cluster, "registry", found.path, options);
+    }
+    const query = text.indexOf("?");
+    if (query >= 0) {
+      fail(`query part ${quote(text.slice(query))} is not allowed in an image: URI`, text);
+    }
+    const fragment = text.indexOf("#");
+    if (fragment >= 0) {
+      fail(`fragment part ${quote(text.slice(fragment))} is not allowed in an image: URI`, text);
+    }
+    const body = text.slice(IMAGE_SCHEME.length);
+    if (body.startsWith("//")) {
+      const slash = body.indexOf("/", 2);
+      const authority = slash < 0 ? body.slice(2) : body.slice(2, slash);
+      const path = slash < 0 ? "" : body.slice(slash);
+      if (authority !== "") {
+        const cluster = checkAuthority(authority, text);
+        return this.#platform(text, cluster, "long", path.replace(/^\/+/, ""), options);
+      }
+      // image:///owner/name: no cluster, so the current one
+      return this.#platform(text, this.clusterName, "absolute", path.replace(/^\/+/, ""), options);
+    }
+    if (body.startsWith("/")) {
+      return this.#platform(text, this.clusterName, "absolute", body.replace(/^\/+/, ""), options);
+    }
+    return this.#platform(text, this.clusterName, "relative", body, options);
+  }
+
+  /**
+   * Parses a local image reference (the SDK's `parse_as_local_image`); same as
+   * {@linkcode parseLocalImage}.
+   *
+   * @param text the reference, `name[:tag]`
+   * @param options how a missing tag is treated
+   * @returns the local image
+   * @throws {InvalidReferenceError} naming the part that is wrong
+   *
+   * @example
+   * ```ts
+   * import { ImageNameParser } from "./reference.ts";
+   * const parser = new ImageNameParser({
+   *   clusterName: "default",
+   *   owner: "alice",
+   *   registries: { default: "registry.example.com" },
+   * });
+   * parser.parseLocal("ubuntu:22.04").tag; // "22.04"
+   * ```
+   */
+  parseLocal(text: string, options: ParseOptions = {}): LocalImage {
+    return parseLocalImage(text, options);
+  }
+
+  /**
+   * The platform image a local image is pushed to when no remote image is given (the
+   * SDK's `convert_to_platform_image`): the same name and tag under the current
+   * cluster, org and owner. A local name under a platform registry host
+   * (`registry.example.com/bob/tool`) keeps that cluster, org and owner.
+   *
+   * @param local the local image
+   * @returns the platform image
+   * @throws {InvalidReferenceError} if the local name starts with a registry host that
+   *   is not a platform registry
+   *
+   * @example
+   * ```ts
+   * import { ImageNameParser, LocalImage } from "./reference.ts";
+   * const parser = new ImageNameParser({
+   *   clusterName: "default",
+   *   owner: "alice",
+   *   registries: { default: "registry.example.com" },
+   * });
+   * parser.localToRemote(new LocalImage("tool", "1")).toString(); // "image://default/alice/tool:1"
+   * ```
+   */
+  localToRemote(local: LocalImage): RemoteImage {
+    const ref = local.toString();
+    const found = this.#findRegistry(local.name);
+    if (found !== undefined) {
+      const form = found.path.includes("/") ? "registry" : "relative";
+      return this.#build(ref, found.cluster, form, found.path, local.tag, undefined);
+    }
+    const { domain } = splitDomain(local.name);
+    if (domain !== undefined) {
+      fail(
+        `registry host ${
+          quote(domain)
+        } is not a platform registry; give the remote image explicitly`,
+        ref,
+      );
+    }
+    return this.#build(ref, this.clusterName, "relative", local.name, local.tag, undefined);
+  }
+
+  /**
+   * The local image a remote image is pulled to when no local image is given (the
+   * SDK's `convert_to_local_image`): the name and tag of a platform image; the Docker
+   * reference without digest of an external one.
+   *
+   * @param remote the remote image
+   * @returns the local image
+   *
+   * @example
+   * ```ts
+   * import { ImageNameParser } from "./reference.ts";
+   * const parser = new ImageNameParser({
+   *   clusterName: "default",
+   *   owner: "alice",
+   *   registries: { default: "registry.example.com" },
+   * });
+   * parser.remoteToLocal(parser.parseRemote("image:/bob/tool:1")).toString(); // "tool:1"
+   * ```
+   */
+  remoteToLocal(remote: RemoteImage): LocalImage {
+    const name = remote.isPlatformImage || remote.registry === undefined
+      ? remote.name
+      : `${remote.registry}/${remote.name}`;
+    return new LocalImage(name, remote.tag);
+  }
+
+  #platform(
+    ref: string,
+    cluster: string,
+    form: Form,
+    path: string,
+    options: ParseOptions,
+  ): RemoteImage {
+    const split = path === "" ? { name: "" } : splitReference(path, ref);
+    const { tag, digest } = applyTagOption(split, options, ref);
+    return this.#build(ref, cluster, form, split.name, tag, digest);
+  }
+
+  #build(
+    ref: string,
+    cluster: string,
+    form: Form,
+    path: string,
+    tag: string | undefined,
+    digest: string | undefined,
+  ): RemoteImage {
+    let orgName: string | undefined = this.orgName;
+    let owner = this.owner;
+    let name = path;
+    const noName = `no image name: expected ${EXPECTED[form]}`;
+    if (form !== "relative") {
+      const segments = path.split("/");
+      if (form !== "absolute") {
+        orgName = undefined;
+        if (segments.length >= 3 && this.#isOrg(cluster, segments[0])) orgName = segments.shift();
+      }
+      if (segments.length < 2 || segments[0] === "") fail(noName, ref);
+      owner = segments.shift()!;
+      name = segments.join("/");
+    }
+    if (name === "") fail(noName, ref);
+    if (orgName !== undefined) checkComponent("org name", orgName, ref);
+    checkComponent("owner", owner, ref);
+    checkPath(name, ref);
+    const registry = this.#registryOf(cluster, ref);
+    return new RemoteImage({ name, tag, digest, owner, orgName, registry, clusterName: cluster });
+  }
+
+  #isOrg(cluster: string, segment: string): boolean {
+    return segment === this.orgName || (this.#orgNames.get(cluster)?.has(segment) ?? false);
+  }
+
+  #registryOf(cluster: string, ref: string): string {
+    const registry = this.#registries.get(cluster);
+    if (registry === undefined) {
+      fail(
+        `unknown cluster ${quote(cluster)} (known clusters: ${
+          [...this.#registries.keys()].join(", ") || "none"
+        })`,
+        ref,
+      );
+    }
+    return registry;
+  }
+
+  #findRegistry(text: string): { cluster: string; path: string } | undefined {
+    for (const [cluster, registry] of this.#registries) {
+      if (text.startsWith(`${registry}/`)) {
+        return { cluster, path: text.slice(registry.length).replace(/^\/+/, "") };
+      }
+    }
+    return undefined;
+  }
+}
+
+/** Where a platform reference came from: `image://c/…`, `<registry>/…`, `image:/…`, `image:…`. */
+type Form = "long" | "registry" | "absolute" | "relative";
+
+const EXPECTED: Record<Form, string> = {
+  long: "image://<cluster>/[<org>/]<owner>/<name>",
+  registry: "<registry-host>/[<org>/]<owner>/<name>",
+  absolute: "image:/<owner>/<name>",
+  relative: "image:<name>",
+};
+
+/** Checks the authority of `image://<authority>/…` and returns the cluster name. */
+function checkAuthority(authority: string, text: string): string {
+  const at = authority.lastIndexOf("@");
+  if (at >= 0) {
+    const userinfo = authority.slice(0, at);
+    const redacted = text.replace(`//${userinfo}@`, "//***@");
+    fail(
+      userinfo.includes(":")
+        ? "a password is not allowed in an image: URI"
+        : "a user name is not allowed in an image: URI",
+      redacted,
+    );
+  }
+  if (authority.includes(":")) {
+    fail(
+      `a port is not allowed in an image: URI (cluster part ${
+        quote(authority)
+      }); for an image of the current cluster write image:<name>:<tag>`,
+      text,
+    );
+  }
+  checkCluster(authority, text);
+  return authority;
+}
+
+/** `host[:port]` of a registry given as a URL or a bare host; credentials are dropped. */
+function registryHost(value: string): string {
+  const redacted = value.replace(/\/\/[^/@]*@/, "//");
+  let rest = value.trim();
+  const scheme = URL_SCHEME.exec(rest);
+  if (scheme) rest = rest.slice(scheme[0].length);
+  const slash = rest.indexOf("/");
+  if (slash >= 0) rest = rest.slice(0, slash);
+  rest = rest.slice(rest.lastIndexOf("@") + 1);
+  if (rest === "") fail("empty host in registry URL", redacted);
+  checkDomain(rest, redacted);
+  return rest;
+}
