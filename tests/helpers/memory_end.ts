@@ -1,0 +1,124 @@
+/**
+ * An image end held in memory, for tests of the copy engine.
+ */
+
+import { NotFoundError } from "../../lib/errors.ts";
+import { DigestCounter, sha256Digest, verifyingStream } from "../../lib/oci/digest.ts";
+import type { Descriptor } from "../../lib/oci/manifest.ts";
+import type {
+  BlobInfo,
+  ImageDestination,
+  ImageSource,
+  ResolvedImage,
+  TransferOptions,
+} from "../../lib/copy/ends.ts";
+import { readAll, streamOf } from "../../lib/streams.ts";
+
+/** Blobs, manifests and names in memory; both a source and a destination. */
+export class MemoryEnd implements ImageSource, ImageDestination {
+  readonly location = "memory";
+  readonly blobs = new Map<string, Uint8Array>();
+  readonly manifests = new Map<string, { bytes: Uint8Array; descriptor: Descriptor }>();
+  readonly tags = new Map<string, string>();
+  committed = false;
+  aborted = false;
+  /** Fails putBlob after this many blobs, to test rollback. */
+  failAfterBlobs = Infinity;
+
+  addBlob(bytes: Uint8Array): string {
+    const digest = sha256Digest(bytes);
+    this.blobs.set(digest, bytes);
+    return digest;
+  }
+
+  addManifest(doc: unknown, mediaType: string, name?: string): Descriptor {
+    const bytes = new TextEncoder().encode(JSON.stringify(doc));
+    const descriptor = { mediaType, digest: sha256Digest(bytes), size: bytes.byteLength };
+    this.manifests.set(descriptor.digest, { bytes, descriptor });
+    if (name) this.tags.set(name, descriptor.digest);
+    return descriptor;
+  }
+
+  names(): Promise<string[]> {
+    return Promise.resolve([...this.tags.keys()]);
+  }
+
+  resolve(name?: string): Promise<ResolvedImage> {
+    const key = name ?? [...this.tags.keys()][0];
+    const digest = this.tags.get(key);
+    const m = digest && this.manifests.get(digest);
+    if (!m) return Promise.reject(new NotFoundError(`${key} not in memory`));
+    return Promise.resolve({ name: key, ...m });
+  }
+
+  fetchManifest(descriptor: Descriptor): Promise<Uint8Array> {
+    const m = this.manifests.get(descriptor.digest);
+    if (!m) return Promise.reject(new NotFoundError(`manifest ${descriptor.digest}`));
+    return Promise.resolve(m.bytes);
+  }
+
+  fetchBlob(
+    descriptor: Descriptor,
+    options: TransferOptions = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    const bytes = this.blobs.get(descriptor.digest);
+    if (!bytes) return Promise.reject(new NotFoundError(`blob ${descriptor.digest}`));
+    let sent = 0;
+    return Promise.resolve(
+      streamOf(bytes)
+        .pipeThrough(verifyingStream({ what: descriptor.digest, ...descriptor }))
+        .pipeThrough(
+          new TransformStream({
+            transform(chunk, c) {
+              sent += chunk.byteLength;
+              options.onProgress?.(sent);
+              c.enqueue(chunk);
+            },
+          }),
+        ),
+    );
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  hasBlob(descriptor: Descriptor): Promise<boolean> {
+    return Promise.resolve(this.blobs.has(descriptor.digest));
+  }
+
+  async putBlob(
+    stream: ReadableStream<Uint8Array>,
+    info: BlobInfo,
+    options: TransferOptions = {},
+  ): Promise<Descriptor> {
+    if (this.blobs.size >= this.failAfterBlobs) throw new Error("injected failure");
+    const counter = new DigestCounter();
+    const bytes = await readAll(
+      stream.pipeThrough(
+        verifyingStream({ what: "put", digest: info.digest, size: info.size }, counter),
+      ),
+      1 << 30,
+      "blob",
+    );
+    options.signal?.throwIfAborted();
+    this.blobs.set(counter.digest(), bytes);
+    return { mediaType: info.mediaType, digest: counter.digest(), size: counter.size };
+  }
+
+  putManifest(bytes: Uint8Array, descriptor: Descriptor, name?: string): Promise<void> {
+    this.manifests.set(descriptor.digest, { bytes, descriptor });
+    if (name) this.tags.set(name, descriptor.digest);
+    return Promise.resolve();
+  }
+
+  commit(): Promise<void> {
+    this.committed = true;
+    return Promise.resolve();
+  }
+
+  abort(): Promise<void> {
+    this.aborted = true;
+    return Promise.resolve();
+  }
+}
