@@ -45,6 +45,7 @@ describe("copy engine", () => {
     const steps: ImageProgressStep[] = [];
     const result = await copyImage(source, destination, {
       destinationName: "1",
+      operation: "push",
       compression: { format: "gzip" },
       onStep: (s) => steps.push(s),
     });

@@ -1,0 +1,113 @@
+/**
+ * Help texts of the command line.
+ *
+ * @module
+ */
+
+/** Options every command takes. */
+export const GLOBAL_HELP = `Global options:
+  --registry URL       registry of the current cluster   [env APOLO_REGISTRY]
+  --cluster NAME       current cluster (default "default") [env APOLO_CLUSTER]
+  --org ORG            current organisation               [env APOLO_ORG]
+  --owner NAME         current owner (user or project)    [env APOLO_OWNER]
+  --username NAME      registry user name                 [env APOLO_USERNAME]
+  --password-stdin     read the password or token from standard input
+                       (or set APOLO_TOKEN; never pass secrets as arguments)
+  --insecure           allow plain http to a non-loopback registry
+  --progress MODE      auto, tty, plain, json or none (default auto)
+  -q, --quiet          no progress
+  --json               print data as JSON (sizes in bytes)
+  --debug              show stack traces and HTTP requests (credentials redacted)
+  -h, --help           show help
+Without --username/APOLO_USERNAME, credentials come from Docker's config.json
+(DOCKER_CONFIG or ~/.docker) for the registry host.`;
+
+/** Help of each command, by name. */
+export const COMMAND_HELP: Record<string, string> = {
+  push: `Usage: apolo-images push [--input PATH] LOCAL_IMAGE [REMOTE_IMAGE]
+
+Push an image from a local archive or layout to the registry, with no Docker daemon.
+PATH is a \`docker save\` archive, an OCI archive or an OCI layout directory (default:
+the local store, $APOLO_IMAGES_STORE). Without REMOTE_IMAGE the image goes to the current
+cluster, org and owner under its local name; a missing tag means "latest".
+
+Options:
+  --input PATH                 archive or layout to read
+  --compression gzip|zstd      compression of uncompressed layers (default gzip)
+  --compression-level N        gzip 1-9, zstd 1-19
+  --concurrency N              layers at once (default 3)
+
+Examples:
+  apolo-images push --input app.tar app:1.0
+  apolo-images push --input app.tar app:1.0 image:my-app:production
+  apolo-images push --input ./layout alpine image:/other-project/alpine:shared`,
+  pull:
+    `Usage: apolo-images pull [--output PATH] [--format docker|oci] [--platform OS/ARCH[/VARIANT]] REMOTE_IMAGE [LOCAL_IMAGE]
+
+Pull an image from the registry. --output x.tar writes an archive that \`docker load\` and
+\`podman load\` accept (default format docker) or an OCI archive (--format oci); a directory
+(existing, or ending in /) becomes an OCI layout. Without --output, the local store.
+
+Examples:
+  apolo-images pull image:app:1.0 --output app.tar
+  apolo-images pull --format oci image:/other-project/alpine:shared --output alpine.oci.tar
+  apolo-images pull --platform linux/arm64 image:app:1.0 app:arm --output ./layout/`,
+  digest: `Usage: apolo-images digest IMAGE
+
+Print the digest of an image in the registry. The image name must contain a tag.
+
+Examples:
+  apolo-images digest image:myimage:latest
+  apolo-images digest image:/other-project/alpine:shared`,
+  rm: `Usage: apolo-images rm [-f] IMAGE...
+
+Remove images from the registry. A tag whose manifest other tags share is refused
+unless -f, which removes every tag pointing at it; an image without a tag loses all tags.
+
+Examples:
+  apolo-images rm image:myimage:latest
+  apolo-images rm -f image:/other-project/alpine:shared`,
+  ls: `Usage: apolo-images ls [-l] [--full-uri] [--cluster C] [-n REGEX]
+
+List images (repositories) in the registry.
+
+Options:
+  -l                 long format (with the docker URL)
+  --full-uri         print full image URIs
+  -n, --name REGEX   only images whose name matches
+
+Examples:
+  apolo-images ls
+  apolo-images ls -l -n '^app'`,
+  tags: `Usage: apolo-images tags [-l] IMAGE
+
+List the tags of an image. -l adds sizes.
+
+Examples:
+  apolo-images tags image:myimage
+  apolo-images tags -l image:/other-project/alpine`,
+  size: `Usage: apolo-images size IMAGE
+
+Print the size of a tagged image (the sum of its compressed layers).
+
+Examples:
+  apolo-images size image:myimage:latest`,
+};
+
+/** The top-level help. */
+export const MAIN_HELP = `Usage: apolo-images [GLOBAL OPTIONS] COMMAND [ARGS]
+
+Push, pull and manage images in an Apolo (or any OCI) registry without a Docker daemon.
+
+Commands:
+  push     Push an image from an archive or layout to the registry
+  pull     Pull an image into a docker-loadable archive or an OCI layout
+  digest   Print the digest of an image
+  rm       Remove images from the registry
+  ls       List images
+  tags     List the tags of an image
+  size     Print the size of an image
+
+Run "apolo-images COMMAND --help" for a command's options and examples.
+
+${GLOBAL_HELP}`;

@@ -1,0 +1,71 @@
+/**
+ * The `apolo-images` command line: `apolo image` commands without a Docker daemon.
+ *
+ * Run it with `deno run -A jsr:@apolo/images/cli --help`, or `deno task cli --help`
+ * in the repository.
+ *
+ * @example
+ * ```ts ignore
+ * import { main } from "@apolo/images/cli";
+ * const code = await main(["digest", "image:app:1.0"]);
+ * ```
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { ImagesError } from "../errors.ts";
+import { runCommand } from "./commands.ts";
+import { COMMAND_HELP, MAIN_HELP } from "./help.ts";
+import { parseCommandLine, UsageError } from "./options.ts";
+
+/** Exit code of a run cancelled by Ctrl-C, as shells report SIGINT. */
+export const EXIT_ABORTED = 130;
+
+/**
+ * Runs the command line with `args` (without the program name) and returns the exit code:
+ * 0 on success, 1 on an error, 2 on a usage error, 130 when cancelled.
+ */
+export async function main(args: string[]): Promise<number> {
+  let debug = args.includes("--debug");
+  const abort = new AbortController();
+  let interrupts = 0;
+  const onInterrupt = () => {
+    // The first Ctrl-C cancels cleanly; a second one leaves at once.
+    if (++interrupts > 1) process.exit(EXIT_ABORTED);
+    abort.abort(new ImagesError("interrupted", "ABORTED"));
+  };
+  process.on("SIGINT", onInterrupt);
+  try {
+    const line = parseCommandLine(args, process.env);
+    debug = line.debug;
+    if (line.help) {
+      process.stdout.write((line.command ? COMMAND_HELP[line.command] : MAIN_HELP) + "\n");
+      return 0;
+    }
+    await runCommand(line, abort.signal);
+    return 0;
+  } catch (error) {
+    if (abort.signal.aborted) {
+      process.stderr.write("apolo-images: interrupted; nothing was left half-written\n");
+      return EXIT_ABORTED;
+    }
+    if (error instanceof UsageError) {
+      process.stderr.write(`apolo-images: ${error.message}\n${error.hint}\n`);
+      return 2;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    const known = error instanceof ImagesError;
+    process.stderr.write(`apolo-images: ${known ? "" : "unexpected error: "}${message}\n`);
+    if (debug && error instanceof Error && error.stack) process.stderr.write(error.stack + "\n");
+    else if (!known) process.stderr.write("(run with --debug for details)\n");
+    return 1;
+  } finally {
+    process.off("SIGINT", onInterrupt);
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2));
+  process.exit(code);
+}

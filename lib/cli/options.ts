@@ -1,0 +1,211 @@
+/**
+ * Command-line parsing: the command, its arguments and the global options, with the
+ * environment as fallback (flags beat environment).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { COMMAND_HELP } from "./help.ts";
+import type { ProgressMode } from "./progress_view.ts";
+
+/** A command line that cannot be understood; printed with a hint, exit code 2. */
+export class UsageError extends Error {
+  /** What to run for help. */
+  readonly hint: string;
+
+  /**
+   * @param message what was wrong
+   * @param command the command, for the hint
+   */
+  constructor(message: string, command?: string) {
+    super(message);
+    this.name = "UsageError";
+    this.hint = `Run "apolo-images ${command ? command + " " : ""}--help" for usage.`;
+  }
+}
+
+/** Options every command takes. */
+const GLOBAL_OPTIONS = {
+  registry: { type: "string" },
+  cluster: { type: "string" },
+  org: { type: "string" },
+  owner: { type: "string" },
+  username: { type: "string" },
+  "password-stdin": { type: "boolean" },
+  insecure: { type: "boolean" },
+  progress: { type: "string" },
+  quiet: { type: "boolean", short: "q" },
+  json: { type: "boolean" },
+  debug: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Options of each command. */
+const COMMAND_OPTIONS = {
+  push: {
+    input: { type: "string" },
+    compression: { type: "string" },
+    "compression-level": { type: "string" },
+    concurrency: { type: "string" },
+  },
+  pull: {
+    output: { type: "string" },
+    format: { type: "string" },
+    platform: { type: "string" },
+    concurrency: { type: "string" },
+  },
+  digest: {},
+  rm: { force: { type: "boolean", short: "f" } },
+  ls: {
+    long: { type: "boolean", short: "l" },
+    "full-uri": { type: "boolean" },
+    name: { type: "string", short: "n" },
+  },
+  tags: { long: { type: "boolean", short: "l" } },
+  size: {},
+} as const;
+
+/** A command's name. */
+export type CommandName = keyof typeof COMMAND_OPTIONS;
+
+/** A parsed command line. */
+export interface CommandLine {
+  /** The command, if one was given. */
+  command?: CommandName;
+  /** Its positional arguments. */
+  args: string[];
+  /** Its own options (values as given). */
+  options: Record<string, string | boolean | undefined>;
+  /** Registry URL of the current cluster. */
+  registry?: string;
+  /** Current cluster. */
+  cluster: string;
+  /** Current org. */
+  org?: string;
+  /** Current owner. */
+  owner?: string;
+  /** Registry user name. */
+  username?: string;
+  /** Read the password from stdin. */
+  passwordStdin: boolean;
+  /** Password or token from the environment. */
+  token?: string;
+  /** Allow plain http to non-loopback registries. */
+  insecure: boolean;
+  /** Progress display. */
+  progress: ProgressMode | "auto";
+  /** Print data as JSON. */
+  json: boolean;
+  /** Stack traces and request logs. */
+  debug: boolean;
+  /** Show help and stop. */
+  help: boolean;
+}
+
+const PROGRESS_MODES = ["auto", "tty", "plain", "json", "none"];
+
+/** Finds the command: the first argument that is neither an option nor an option's value. */
+function findCommand(args: string[]): number {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") return i + 1 < args.length ? i + 1 : -1;
+    if (!arg.startsWith("-")) return i;
+    const name = arg.replace(/^--?/, "");
+    const spec = (GLOBAL_OPTIONS as Record<string, { type: string }>)[name];
+    if (spec?.type === "string" && !arg.includes("=")) i++;
+  }
+  return -1;
+}
+
+/**
+ * Parses `args` (without the program name), reading `APOLO_*` variables from `env`
+ * for what the flags leave open.
+ *
+ * @example
+ * ```ts
+ * import { parseCommandLine } from "./options.ts";
+ * const line = parseCommandLine(["--owner", "alice", "tags", "-l", "image:app"], {});
+ * console.log(line.command, line.args, line.options.long); // tags [ "image:app" ] true
+ * ```
+ */
+export function parseCommandLine(
+  args: string[],
+  env: Record<string, string | undefined>,
+): CommandLine {
+  const at = findCommand(args);
+  const name = at >= 0 ? args[at] : undefined;
+  if (name !== undefined && !(name in COMMAND_OPTIONS)) {
+    throw new UsageError(`unknown command ${JSON.stringify(name)}`);
+  }
+  const command = name as CommandName | undefined;
+  const rest = at >= 0 ? [...args.slice(0, at), ...args.slice(at + 1)] : args;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      options: { ...GLOBAL_OPTIONS, ...(command ? COMMAND_OPTIONS[command] : {}) },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/\. To specify.*$/s, ""), command);
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  const progress = (values.quiet ? "none" : values.progress ?? "auto") as string;
+  if (!PROGRESS_MODES.includes(progress)) {
+    throw new UsageError(`--progress must be one of ${PROGRESS_MODES.join(", ")}`, command);
+  }
+  const options: Record<string, string | boolean | undefined> = {};
+  for (const key of Object.keys(command ? COMMAND_OPTIONS[command] : {})) {
+    options[key] = values[key];
+  }
+  return {
+    command,
+    args: parsed.positionals,
+    options,
+    registry: str(values.registry) ?? env.APOLO_REGISTRY,
+    cluster: str(values.cluster) ?? env.APOLO_CLUSTER ?? "default",
+    org: str(values.org) ?? env.APOLO_ORG,
+    owner: str(values.owner) ?? env.APOLO_OWNER,
+    username: str(values.username) ?? env.APOLO_USERNAME,
+    passwordStdin: values["password-stdin"] === true,
+    token: env.APOLO_TOKEN,
+    insecure: values.insecure === true,
+    progress: progress as ProgressMode | "auto",
+    json: values.json === true,
+    debug: values.debug === true,
+    help: values.help === true || command === undefined,
+  };
+}
+
+function str(value: string | boolean | undefined): string | undefined {
+  return typeof value === "string" ? value : undefined;
+}
+
+/** Checks a command got between `min` and `max` positional arguments. */
+export function expectArgs(line: CommandLine, min: number, max: number, names: string): void {
+  if (line.args.length < min || line.args.length > max) {
+    const usage = COMMAND_HELP[line.command!]?.split("\n")[0] ?? "";
+    throw new UsageError(
+      line.args.length < min ? `missing ${names}\n${usage}` : `too many arguments\n${usage}`,
+      line.command,
+    );
+  }
+}
+
+/** Parses a positive integer option. */
+export function intOption(
+  line: CommandLine,
+  name: string,
+  min: number,
+  max: number,
+): number | undefined {
+  const raw = line.options[name];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}`, line.command);
+  }
+  return n;
+}

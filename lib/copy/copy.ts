@@ -1,0 +1,290 @@
+/**
+ * The copy engine: moves one image from an {@linkcode ImageSource} to an
+ * {@linkcode ImageDestination}. Push and pull are both this copy; compression,
+ * concurrency, progress, blob reuse and verification live here, once.
+ *
+ * @module
+ */
+
+import { ImagesError, NotFoundError } from "../errors.ts";
+import { sha256Digest } from "../oci/digest.ts";
+import {
+  type Descriptor,
+  formatPlatform,
+  type ImageIndex,
+  type ImageManifest,
+  MAX_MANIFEST_BYTES,
+  parseConfig,
+  parseManifest,
+  type Platform,
+} from "../oci/manifest.ts";
+import { layerMediaType, MediaType } from "../oci/media_types.ts";
+import type { ImageProgressStep, StepStatus } from "../progress.ts";
+import { compressStream, type LayerCompression } from "./compress.ts";
+import type { ImageDestination, ImageSource } from "./ends.ts";
+import { mapConcurrent } from "./pool.ts";
+import { readAll, streamOf } from "../streams.ts";
+
+/** Options of {@linkcode copyImage}. */
+export interface CopyOptions {
+  /** Which image of the source; without it, the only one. */
+  sourceName?: string;
+  /** The tag or reference the image gets in the destination. */
+  destinationName?: string;
+  /**
+   * For a multi-platform index: the platform to copy, or `"all"` to copy the index whole.
+   * Default: `linux` and the host's architecture.
+   */
+  platform?: Platform | "all";
+  /** Which way the copy goes, for the words of progress steps (default `pull`). */
+  operation?: "push" | "pull";
+  /** Compress uncompressed layers on the way (push); `false` copies blobs as they are. */
+  compression?: { format: LayerCompression; level?: number } | false;
+  /** Layers moved at once (default 3). */
+  concurrency?: number;
+  /** Receives every step of every layer (unthrottled). */
+  onStep?: (step: ImageProgressStep) => void;
+  /** Cancels the copy; the destination is rolled back. */
+  signal?: AbortSignal;
+}
+
+/** What a copy wrote. */
+export interface CopyResult {
+  /** Descriptor of the top-level manifest or index written to the destination. */
+  descriptor: Descriptor;
+  /** The name the source held the image under, if any. */
+  sourceName?: string;
+}
+
+/**
+ * Copies one image (a manifest, or an index with the platforms asked for) with its
+ * config and layers, then commits the destination; any failure aborts it.
+ *
+ * @example
+ * ```ts ignore
+ * import { copyImage } from "./copy.ts";
+ * const result = await copyImage(source, destination, {
+ *   destinationName: "latest",
+ *   compression: { format: "gzip" },
+ * });
+ * console.log(result.descriptor.digest);
+ * ```
+ */
+export async function copyImage(
+  source: ImageSource,
+  destination: ImageDestination,
+  options: CopyOptions = {},
+): Promise<CopyResult> {
+  try {
+    const top = await source.resolve(options.sourceName);
+    const copier = new Copier(source, destination, options);
+    const descriptor = await copier.copyTop(top.descriptor, top.bytes);
+    options.signal?.throwIfAborted();
+    await destination.commit();
+    return { descriptor, sourceName: top.name };
+  } catch (error) {
+    await destination.abort().catch(() => {});
+    throw error;
+  }
+}
+
+/** The host's platform, in OCI words. */
+export function hostPlatform(): Platform {
+  const arch = ({
+    x64: "amd64",
+    arm64: "arm64",
+    arm: "arm",
+    ia32: "386",
+    ppc64: "ppc64le",
+    s390x: "s390x",
+  } as Record<string, string>)[
+    globalThis.process?.arch ?? "x64"
+  ] ?? "amd64";
+  return { os: "linux", architecture: arch };
+}
+
+/** Whether an index entry's platform matches the one asked for. */
+function platformMatches(candidate: Platform | undefined, wanted: Platform): boolean {
+  if (!candidate) return false;
+  if (candidate.os !== wanted.os || candidate.architecture !== wanted.architecture) return false;
+  return wanted.variant === undefined || candidate.variant === wanted.variant;
+}
+
+/** The first 12 hex digits of a digest, as docker shows layer ids. */
+export function shortId(digest: string): string {
+  return digest.replace(/^sha256:/, "").slice(0, 12);
+}
+
+const encoder = new TextEncoder();
+
+/** One copy in progress: holds the options so the steps below stay short. */
+class Copier {
+  readonly #source: ImageSource;
+  readonly #destination: ImageDestination;
+  readonly #options: CopyOptions;
+
+  constructor(source: ImageSource, destination: ImageDestination, options: CopyOptions) {
+    this.#source = source;
+    this.#destination = destination;
+    this.#options = options;
+  }
+
+  #step(layerId: string, status: StepStatus, current = 0, total?: number): void {
+    const amount = total === undefined ? "" : ` ${current}/${total}`;
+    this.#options.onStep?.({ layerId, status, current, total, message: `${status}${amount}` });
+  }
+
+  /** Copies the top-level manifest or index and stores it under the destination name. */
+  async copyTop(descriptor: Descriptor, bytes: Uint8Array): Promise<Descriptor> {
+    const parsed = parseManifest(
+      bytes,
+      `manifest of ${this.#source.location}`,
+      descriptor.mediaType,
+    );
+    const name = this.#options.destinationName;
+    if (parsed.kind === "manifest") {
+      return await this.#copyManifest(descriptor, bytes, parsed.manifest, name);
+    }
+    const wanted = this.#options.platform ?? hostPlatform();
+    if (wanted === "all") return await this.#copyIndex(descriptor, bytes, parsed.index, name);
+    const child = parsed.index.manifests.find((d) => platformMatches(d.platform, wanted));
+    if (!child) {
+      const held = parsed.index.manifests.map((d) =>
+        d.platform ? formatPlatform(d.platform) : "(no platform)"
+      );
+      throw new NotFoundError(
+        `${this.#source.location}: no image for platform ${
+          formatPlatform(wanted)
+        }; the index holds ${held.join(", ") || "nothing"}`,
+      );
+    }
+    return await this.#copyChild(child, name);
+  }
+
+  async #copyChild(child: Descriptor, name?: string): Promise<Descriptor> {
+    const bytes = await this.#source.fetchManifest(child);
+    const parsed = parseManifest(bytes, `manifest ${child.digest}`, child.mediaType);
+    if (parsed.kind === "index") return await this.#copyIndex(child, bytes, parsed.index, name);
+    return await this.#copyManifest(child, bytes, parsed.manifest, name);
+  }
+
+  async #copyIndex(
+    descriptor: Descriptor,
+    bytes: Uint8Array,
+    index: ImageIndex,
+    name?: string,
+  ): Promise<Descriptor> {
+    const children: Descriptor[] = [];
+    for (const child of index.manifests) children.push(await this.#copyChild(child));
+    const changed = children.some((c, i) => c.digest !== index.manifests[i].digest);
+    if (changed) {
+      const manifests = children.map((c, i) => ({
+        ...index.manifests[i],
+        ...c,
+        platform: index.manifests[i].platform,
+      }));
+      bytes = encoder.encode(JSON.stringify({ ...index, manifests }));
+      descriptor = {
+        mediaType: descriptor.mediaType,
+        digest: sha256Digest(bytes),
+        size: bytes.byteLength,
+      };
+    }
+    await this.#destination.putManifest(bytes, descriptor, name);
+    return descriptor;
+  }
+
+  async #copyManifest(
+    descriptor: Descriptor,
+    bytes: Uint8Array,
+    manifest: ImageManifest,
+    name?: string,
+  ): Promise<Descriptor> {
+    const { signal } = this.#options;
+    const configBytes = await readAll(
+      await this.#source.fetchBlob(manifest.config, { signal }),
+      MAX_MANIFEST_BYTES,
+      `config ${manifest.config.digest}`,
+    );
+    const isImage = manifest.config.mediaType === MediaType.DockerConfig ||
+      manifest.config.mediaType === MediaType.OciConfig;
+    if (isImage) {
+      const config = parseConfig(configBytes, `config ${manifest.config.digest}`);
+      if (config.rootfs.diff_ids.length !== manifest.layers.length) {
+        throw new ImagesError(
+          `${this.#source.location}: the manifest lists ${manifest.layers.length} layers but the config has ${config.rootfs.diff_ids.length} diff_ids`,
+          "MANIFEST_INVALID",
+        );
+      }
+    }
+    for (const layer of manifest.layers) this.#step(shortId(layer.digest), "Waiting");
+    const layers = await mapConcurrent(
+      manifest.layers,
+      this.#options.concurrency ?? 3,
+      (layer, _i, layerSignal) => this.#copyLayer(layer, layerSignal),
+      signal,
+    );
+    await this.#copyConfig(manifest.config, configBytes);
+    const family = descriptor.mediaType === MediaType.DockerManifest ? "docker" : "oci";
+    const changed = layers.some((l, i) => l.digest !== manifest.layers[i].digest);
+    if (changed) {
+      bytes = encoder.encode(JSON.stringify(
+        {
+          ...manifest,
+          mediaType: family === "docker" ? MediaType.DockerManifest : MediaType.OciManifest,
+          layers,
+        },
+        null,
+        2,
+      ));
+      descriptor = {
+        mediaType: descriptor.mediaType,
+        digest: sha256Digest(bytes),
+        size: bytes.byteLength,
+      };
+    }
+    await this.#destination.putManifest(bytes, descriptor, name);
+    return descriptor;
+  }
+
+  async #copyConfig(config: Descriptor, bytes: Uint8Array): Promise<void> {
+    if (await this.#destination.hasBlob(config)) return;
+    await this.#destination.putBlob(streamOf(bytes), config, {
+      signal: this.#options.signal,
+    });
+  }
+
+  /** Copies one layer; returns the descriptor it has in the destination. */
+  async #copyLayer(layer: Descriptor, signal: AbortSignal): Promise<Descriptor> {
+    const id = shortId(layer.digest);
+    const compression = this.#options.compression;
+    const uncompressed = layer.mediaType === MediaType.DockerLayer ||
+      layer.mediaType === MediaType.OciLayer;
+    const pushing = this.#options.operation === "push";
+    this.#step(id, "Preparing");
+    if (!(uncompressed && compression) && await this.#destination.hasBlob(layer)) {
+      this.#step(id, pushing ? "Layer already exists" : "Already exists", layer.size, layer.size);
+      return layer;
+    }
+    const active: StepStatus = pushing ? "Pushing" : "Downloading";
+    const onProgress = (bytes: number) => this.#step(id, active, bytes, layer.size);
+    onProgress(0);
+    if (uncompressed && compression) {
+      const family = layer.mediaType === MediaType.DockerLayer ? "docker" : "oci";
+      const open = async () =>
+        (await this.#source.fetchBlob(layer, { signal, onProgress }))
+          .pipeThrough(compressStream(compression.format, { level: compression.level }));
+      const stored = await this.#destination.putBlob(
+        await open(),
+        { mediaType: layerMediaType(compression.format, family) },
+        { signal, reopen: open },
+      );
+      this.#step(id, "Pushed", layer.size, layer.size);
+      return stored;
+    }
+    const stream = await this.#source.fetchBlob(layer, { signal, onProgress });
+    const stored = await this.#destination.putBlob(stream, layer, { signal });
+    this.#step(id, pushing ? "Pushed" : "Download complete", layer.size, layer.size);
+    return { ...layer, ...stored, mediaType: layer.mediaType };
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * A registry repository as a source and as a destination of the copy engine.
+ *
+ * @module
+ */
+
+import { DigestMismatchError } from "../errors.ts";
+import { sha256Digest } from "../oci/digest.ts";
+import type { Descriptor } from "../oci/manifest.ts";
+import type { RegistryClient } from "../registry/client.ts";
+import { skipBytes } from "../streams.ts";
+import type {
+  BlobInfo,
+  ImageDestination,
+  ImageSource,
+  ResolvedImage,
+  TransferOptions,
+} from "./ends.ts";
+
+/**
+ * Reads images from one repository of a registry.
+ *
+ * @example
+ * ```ts ignore
+ * import { RegistrySource } from "./registry_end.ts";
+ * const source = new RegistrySource(client, "alice/app");
+ * const image = await source.resolve("latest");
+ * ```
+ */
+export class RegistrySource implements ImageSource {
+  readonly #client: RegistryClient;
+  readonly #repository: string;
+
+  /**
+   * @param client the registry
+   * @param repository the repository path, e.g. `org/owner/name`
+   */
+  constructor(client: RegistryClient, repository: string) {
+    this.#client = client;
+    this.#repository = repository;
+  }
+
+  /** `host/repository`. */
+  get location(): string {
+    return `${this.#client.host}/${this.#repository}`;
+  }
+
+  /** The repository's tags. */
+  async names(): Promise<string[]> {
+    return await this.#client.listTags(this.#repository);
+  }
+
+  /** The manifest or index under a tag or digest (default `latest`). */
+  async resolve(name = "latest"): Promise<ResolvedImage> {
+    const got = await this.#client.getManifest(this.#repository, name);
+    return {
+      name,
+      bytes: got.bytes,
+      descriptor: { mediaType: got.mediaType, digest: got.digest, size: got.bytes.byteLength },
+    };
+  }
+
+  /** A manifest by its descriptor's digest, verified. */
+  async fetchManifest(descriptor: Descriptor): Promise<Uint8Array> {
+    const got = await this.#client.getManifest(this.#repository, descriptor.digest);
+    const actual = sha256Digest(got.bytes);
+    if (actual !== descriptor.digest) {
+      throw new DigestMismatchError(
+        `manifest ${descriptor.digest} of ${this.location}`,
+        descriptor.digest,
+        actual,
+      );
+    }
+    return got.bytes;
+  }
+
+  /** A blob's bytes, verified while they stream. */
+  async fetchBlob(
+    descriptor: Descriptor,
+    options: TransferOptions = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    return await this.#client.getBlob(this.#repository, descriptor, options);
+  }
+
+  /** Nothing to release: connections are pooled by `fetch`. */
+  async close(): Promise<void> {}
+}
+
+/**
+ * Writes images to one repository of a registry. Blobs become visible as they are
+ * uploaded; the manifest goes last, so a failed push never changes an existing tag.
+ *
+ * @example
+ * ```ts ignore
+ * import { RegistryDestination } from "./registry_end.ts";
+ * const destination = new RegistryDestination(client, "alice/app");
+ * ```
+ */
+export class RegistryDestination implements ImageDestination {
+  readonly #client: RegistryClient;
+  readonly #repository: string;
+  readonly #mountFrom: string[];
+
+  /**
+   * @param client the registry
+   * @param repository the repository path
+   * @param mountFrom other repositories of the same registry that may hold the blobs
+   */
+  constructor(client: RegistryClient, repository: string, mountFrom: string[] = []) {
+    this.#client = client;
+    this.#repository = repository;
+    this.#mountFrom = mountFrom.filter((r) => r !== repository);
+  }
+
+  /** `host/repository`. */
+  get location(): string {
+    return `${this.#client.host}/${this.#repository}`;
+  }
+
+  /** Whether the repository has the blob, mounting it from a sibling repository if one has. */
+  async hasBlob(descriptor: Descriptor): Promise<boolean> {
+    if (await this.#client.headBlob(this.#repository, descriptor.digest) !== undefined) return true;
+    for (const from of this.#mountFrom) {
+      if (await this.#client.mountBlob(this.#repository, descriptor.digest, from)) return true;
+    }
+    return false;
+  }
+
+  /** Uploads a blob; a transfer lost part-way resumes from what the registry holds. */
+  async putBlob(
+    stream: ReadableStream<Uint8Array>,
+    info: BlobInfo,
+    options: TransferOptions = {},
+  ): Promise<Descriptor> {
+    let first: ReadableStream<Uint8Array> | undefined = stream;
+    const open = async (offset: number) => {
+      const fresh = first ?? await options.reopen?.();
+      first = undefined;
+      if (!fresh) {
+        throw new Error(`cannot resend blob to ${this.location}: its source cannot be reopened`);
+      }
+      return skipBytes(fresh, offset);
+    };
+    const stored = await this.#client.uploadBlob(
+      this.#repository,
+      { open, digest: info.digest, size: info.size },
+      { signal: options.signal, onProgress: options.onProgress },
+    );
+    return { mediaType: info.mediaType, digest: stored.digest, size: stored.size };
+  }
+
+  /** Puts a manifest under its name (a tag), or under its digest. */
+  async putManifest(bytes: Uint8Array, descriptor: Descriptor, name?: string): Promise<void> {
+    await this.#client.putManifest(
+      this.#repository,
+      name ?? descriptor.digest,
+      bytes,
+      descriptor.mediaType,
+    );
+  }
+
+  /** Nothing to do: the manifest, put last, is the commit. */
+  async commit(): Promise<void> {}
+
+  /** Nothing to undo: blobs without a manifest are invisible and collected by the registry. */
+  async abort(): Promise<void> {}
+}
