@@ -1,0 +1,142 @@
+/**
+ * Positional file I/O on `node:fs/promises` file handles, shared by the tar reader,
+ * the tar writer and the layout directory: exact reads, full writes and a bounded-memory
+ * stream over a byte range.
+ *
+ * @module
+ */
+
+import type { FileHandle } from "node:fs/promises";
+import { AbortedError } from "../errors.ts";
+
+/** The chunk size streams read with. */
+export const CHUNK_SIZE = 1024 * 1024;
+
+/**
+ * Reads up to `length` bytes at `position`, looping over short reads; returns fewer
+ * bytes only at the end of the file.
+ *
+ * @example
+ * ```ts
+ * import { open } from "node:fs/promises";
+ * import { readAt } from "./file_io.ts";
+ * const fh = await open("deno.json");
+ * const head = await readAt(fh, 0, 16);
+ * await fh.close();
+ * ```
+ */
+export async function readAt(
+  handle: FileHandle,
+  position: number,
+  length: number,
+): Promise<Uint8Array> {
+  const buffer = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done === length ? buffer : buffer.subarray(0, done);
+}
+
+/**
+ * Writes all of `bytes` at `position`, looping over short writes.
+ *
+ * @example
+ * ```ts
+ * import { open, rm } from "node:fs/promises";
+ * import { writeAt } from "./file_io.ts";
+ * const fh = await open("/tmp/write-at-example", "w");
+ * await writeAt(fh, 0, new TextEncoder().encode("hello"));
+ * await fh.close();
+ * await rm("/tmp/write-at-example");
+ * ```
+ */
+export async function writeAt(
+  handle: FileHandle,
+  position: number,
+  bytes: Uint8Array,
+): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await handle.write(
+      bytes,
+      done,
+      bytes.length - done,
+      position + done,
+    );
+    if (bytesWritten === 0) throw new Error("write made no progress");
+    done += bytesWritten;
+  }
+}
+
+/** Options of {@linkcode rangeStream}. */
+export interface RangeStreamOptions {
+  /** Bytes per read; default {@linkcode CHUNK_SIZE}. */
+  chunkSize?: number;
+  /** Cancels the stream with an {@linkcode AbortedError}. */
+  signal?: AbortSignal;
+  /** Builds the error raised when the file ends before `length` bytes were read. */
+  onShort?: (got: number) => Error;
+}
+
+/**
+ * A stream of `length` bytes of a file starting at `position`, read one chunk at a
+ * time as the consumer pulls, so memory stays at about two chunks whatever the size.
+ * The handle is not closed by the stream.
+ *
+ * @example
+ * ```ts
+ * import { open } from "node:fs/promises";
+ * import { rangeStream } from "./file_io.ts";
+ * const fh = await open("deno.json");
+ * const text = await new Response(rangeStream(fh, 0, 10)).text();
+ * await fh.close();
+ * ```
+ */
+export function rangeStream(
+  handle: FileHandle,
+  position: number,
+  length: number,
+  options: RangeStreamOptions = {},
+): ReadableStream<Uint8Array> {
+  const chunkSize = options.chunkSize ?? CHUNK_SIZE;
+  let offset = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (options.signal?.aborted) throw new AbortedError("read");
+      if (offset >= length) {
+        controller.close();
+        return;
+      }
+      const want = Math.min(chunkSize, length - offset);
+      const chunk = await readAt(handle, position + offset, want);
+      if (chunk.length === 0) {
+        throw options.onShort?.(offset) ??
+          new Error(`file ended after ${offset} of ${length} bytes`);
+      }
+      offset += chunk.length;
+      controller.enqueue(chunk);
+      if (offset >= length) controller.close();
+    },
+  }, { highWaterMark: 1 });
+}
+
+/**
+ * The `code` of a Node-style system error (`ENOENT`, `EEXIST`, …), or undefined.
+ *
+ * @example
+ * ```ts
+ * import { stat } from "node:fs/promises";
+ * import { errorCode } from "./file_io.ts";
+ * const exists = await stat("/nonexistent").then(() => true, (e) => {
+ *   if (errorCode(e) === "ENOENT") return false;
+ *   throw e;
+ * });
+ * ```
+ */
+export function errorCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}

@@ -1,0 +1,331 @@
+/**
+ * Writing images into an OCI layout directory (`oci:`), where several images live side
+ * by side and share blobs.
+ *
+ * Blobs are written to temporary names inside `blobs/sha256/` and renamed into place
+ * once verified; a blob already present is not written again. `commit` replaces
+ * `index.json` atomically (write to a temporary file, then rename), dropping an
+ * existing entry of the same name. `abort` removes the blobs this destination added
+ * (and the directory, when it created it). Blobs of images replaced in `index.json`
+ * are left in place, as other tools do.
+ *
+ * @module
+ */
+
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { AbortedError, ArchiveError, DigestMismatchError, ImagesError } from "../errors.ts";
+import type { BlobInfo, ImageDestination, TransferOptions } from "../copy/ends.ts";
+import { checkDigest, DigestCounter } from "../oci/digest.ts";
+import { type Descriptor, MAX_MANIFEST_BYTES, parseManifest } from "../oci/manifest.ts";
+import { MediaType } from "../oci/media_types.ts";
+import { errorCode, readAt, writeAt } from "./file_io.ts";
+import { ImageSet } from "./image_set.ts";
+import { blobPath, indexEntryName, inEntry, jsonBytes, OCI_LAYOUT_BYTES } from "./layout_files.ts";
+import { sameImageName } from "./names.ts";
+
+function tempName(): string {
+  return `.tmp-${randomBytes(8).toString("hex")}`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (e) {
+    if (errorCode(e) === "ENOENT") return false;
+    throw e;
+  }
+}
+
+/**
+ * Opens (creating it if needed) an OCI layout directory as an {@linkcode ImageDestination}.
+ * A non-empty directory that is not an OCI layout is refused.
+ *
+ * @example
+ * ```ts
+ * import { openOciLayoutDestination } from "./layout_destination.ts";
+ * const dest = await openOciLayoutDestination("/tmp/layout");
+ * await dest.abort();
+ * ```
+ */
+export async function openOciLayoutDestination(dir: string): Promise<OciLayoutDestination> {
+  let created = false;
+  if (await exists(dir)) {
+    const info = await stat(dir);
+    if (!info.isDirectory()) throw new ArchiveError(dir, undefined, "is not a directory");
+    const entries = await readdir(dir);
+    if (entries.length > 0 && !entries.includes("oci-layout")) {
+      throw new ArchiveError(
+        dir,
+        "oci-layout",
+        "missing: the directory is not empty and not an OCI layout",
+      );
+    }
+  } else {
+    await mkdir(dir, { recursive: true });
+    created = true;
+  }
+  await mkdir(join(dir, "blobs", "sha256"), { recursive: true });
+  return new OciLayoutDestination(dir, created);
+}
+
+/**
+ * An OCI layout directory being written; see {@linkcode openOciLayoutDestination}.
+ *
+ * @example
+ * ```ts
+ * import { openOciLayoutDestination } from "./layout_destination.ts";
+ * const dest = await openOciLayoutDestination("/tmp/layout-example");
+ * const d = await dest.putBlob(new Blob(["{}"]).stream(), { mediaType: "application/json" });
+ * console.log(await dest.hasBlob(d)); // true
+ * await dest.abort();
+ * ```
+ */
+export class OciLayoutDestination implements ImageDestination {
+  /** The layout directory. */
+  readonly location: string;
+  #created: boolean;
+  #added: string[] = [];
+  #temps = new Set<string>();
+  #images: ImageSet;
+  #state: "open" | "committed" | "aborted" = "open";
+
+  /** Use {@linkcode openOciLayoutDestination}. */
+  constructor(dir: string, created: boolean) {
+    this.location = dir;
+    this.#created = created;
+    this.#images = new ImageSet(dir);
+  }
+
+  #checkOpen(): void {
+    if (this.#state !== "open") {
+      throw new ImagesError(`${this.location}: destination already ${this.#state}`, "STATE");
+    }
+  }
+
+  /**
+   * Whether `blobs/sha256/<hex>` exists with the descriptor's size.
+   *
+   * @example
+   * ```ts
+   * import { openOciLayoutDestination } from "./layout_destination.ts";
+   * const dest = await openOciLayoutDestination("/tmp/layout-has");
+   * console.log(await dest.hasBlob({ mediaType: "x", digest: "sha256:" + "0".repeat(64), size: 1 }));
+   * await dest.abort();
+   * ```
+   */
+  async hasBlob(descriptor: Descriptor): Promise<boolean> {
+    checkDigest(descriptor.digest, `blob for ${this.location}`);
+    try {
+      const info = await stat(join(this.location, blobPath(descriptor.digest)));
+      return info.isFile() && info.size === descriptor.size;
+    } catch (e) {
+      if (errorCode(e) === "ENOENT") return false;
+      throw e;
+    }
+  }
+
+  /**
+   * Stores a blob (verified while it streams to a temporary name, then renamed into
+   * `blobs/sha256/<hex>`); a blob already present is not written again.
+   *
+   * @example
+   * ```ts
+   * import { openOciLayoutDestination } from "./layout_destination.ts";
+   * const dest = await openOciLayoutDestination("/tmp/layout-put");
+   * await dest.putBlob(new Blob(["x"]).stream(), { mediaType: "application/octet-stream" });
+   * await dest.abort();
+   * ```
+   */
+  async putBlob(
+    stream: ReadableStream<Uint8Array>,
+    info: BlobInfo,
+    options: TransferOptions = {},
+  ): Promise<Descriptor> {
+    this.#checkOpen();
+    if (info.digest !== undefined && info.size !== undefined) {
+      const known = { mediaType: info.mediaType, digest: info.digest, size: info.size };
+      if (await this.hasBlob(known)) {
+        await stream.cancel().catch(() => {});
+        return known;
+      }
+    }
+    const temp = join(this.location, "blobs", "sha256", tempName());
+    this.#temps.add(temp);
+    const counter = new DigestCounter();
+    const what = `blob written to ${this.location}`;
+    const handle = await open(temp, "wx", 0o644);
+    try {
+      const reader = stream.getReader();
+      try {
+        for (;;) {
+          if (options.signal?.aborted) throw new AbortedError(`writing a ${what}`);
+          const { done, value } = await reader.read();
+          if (done) break;
+          await writeAt(handle, counter.size, value);
+          counter.update(value);
+          if (info.size !== undefined && counter.size > info.size) {
+            throw new ImagesError(
+              `${what}: more than the expected ${info.size} bytes`,
+              "SIZE_INVALID",
+            );
+          }
+          options.onProgress?.(counter.size);
+        }
+      } catch (e) {
+        await reader.cancel(e).catch(() => {});
+        throw e;
+      }
+      await handle.close();
+      const digest = counter.digest();
+      if (info.size !== undefined && counter.size !== info.size) {
+        throw new ImagesError(
+          `${what}: truncated: expected ${info.size} bytes, got ${counter.size}`,
+          "SIZE_INVALID",
+        );
+      }
+      if (info.digest !== undefined && info.digest !== digest) {
+        throw new DigestMismatchError(what, info.digest, digest);
+      }
+      const final = join(this.location, blobPath(digest));
+      if (!(await exists(final))) {
+        await rename(temp, final);
+        this.#added.push(final);
+      }
+      return { mediaType: info.mediaType, digest, size: counter.size };
+    } finally {
+      await handle.close().catch(() => {});
+      await rm(temp, { force: true });
+      this.#temps.delete(temp);
+    }
+  }
+
+  /**
+   * Stores a manifest or index as a blob; with a `name` it is listed in `index.json`
+   * at commit. Put the platform manifests of an index before the index.
+   *
+   * @example
+   * ```ts
+   * import { openOciLayoutDestination } from "./layout_destination.ts";
+   * const dest = await openOciLayoutDestination("/tmp/layout-manifest");
+   * // await dest.putManifest(bytes, descriptor, "nginx:latest");
+   * await dest.abort();
+   * ```
+   */
+  async putManifest(bytes: Uint8Array, descriptor: Descriptor, name?: string): Promise<void> {
+    this.#checkOpen();
+    const full = this.#images.add(bytes, descriptor, name);
+    await this.putBlob(new Blob([bytes as BlobPart]).stream(), full);
+  }
+
+  async #readIndex(): Promise<Record<string, unknown> & { manifests: Descriptor[] }> {
+    const path = join(this.location, "index.json");
+    let handle;
+    try {
+      handle = await open(path, "r");
+    } catch (e) {
+      if (errorCode(e) === "ENOENT") return { schemaVersion: 2, manifests: [] };
+      throw e;
+    }
+    let bytes: Uint8Array;
+    try {
+      const { size } = await handle.stat();
+      if (size > MAX_MANIFEST_BYTES) {
+        throw new ArchiveError(this.location, "index.json", `${size} bytes is over the limit`);
+      }
+      bytes = await readAt(handle, 0, size);
+    } finally {
+      await handle.close();
+    }
+    const parsed = inEntry(this.location, "index.json", () => parseManifest(bytes, "index.json"));
+    if (parsed.kind !== "index") {
+      throw new ArchiveError(this.location, "index.json", "is a manifest, expected an image index");
+    }
+    return parsed.index as unknown as Record<string, unknown> & { manifests: Descriptor[] };
+  }
+
+  async #replace(name: string, bytes: Uint8Array): Promise<void> {
+    const temp = join(this.location, tempName());
+    this.#temps.add(temp);
+    try {
+      const handle = await open(temp, "wx", 0o644);
+      try {
+        await writeAt(handle, 0, bytes);
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, join(this.location, name));
+    } finally {
+      await rm(temp, { force: true });
+      this.#temps.delete(temp);
+    }
+  }
+
+  /**
+   * Checks every blob the new images need is present, then replaces `index.json`
+   * atomically with the new images added (an entry of the same name is replaced).
+   *
+   * @example
+   * ```ts
+   * import { openOciLayoutDestination } from "./layout_destination.ts";
+   * const dest = await openOciLayoutDestination("/tmp/layout-commit");
+   * await dest.commit();
+   * ```
+   */
+  async commit(): Promise<void> {
+    this.#checkOpen();
+    try {
+      const tops = this.#images.tops();
+      for (const [digest, what] of this.#images.requiredBlobs(tops)) {
+        if (!(await exists(join(this.location, blobPath(digest))))) {
+          throw new ImagesError(
+            `${this.location}: blob ${digest} (${what}) was never written`,
+            "BLOB_MISSING",
+          );
+        }
+      }
+      const index = await this.#readIndex();
+      const kept = index.manifests.filter((d) => {
+        const existing = indexEntryName(d);
+        return existing === undefined ||
+          !tops.some((t) => t.name !== undefined && sameImageName(existing, t.name));
+      });
+      const next = {
+        ...index,
+        schemaVersion: 2,
+        mediaType: MediaType.OciIndex,
+        manifests: [...kept, ...tops.map((t) => t.descriptor)],
+      };
+      if (!(await exists(join(this.location, "oci-layout")))) {
+        await this.#replace("oci-layout", OCI_LAYOUT_BYTES);
+      }
+      await this.#replace("index.json", jsonBytes(next));
+      this.#state = "committed";
+    } catch (e) {
+      await this.abort();
+      throw e;
+    }
+  }
+
+  /**
+   * Removes the blobs written since the destination was opened (and the directory if
+   * it created it); `index.json` is untouched.
+   *
+   * @example
+   * ```ts
+   * import { openOciLayoutDestination } from "./layout_destination.ts";
+   * const dest = await openOciLayoutDestination("/tmp/layout-abort");
+   * await dest.abort();
+   * ```
+   */
+  async abort(): Promise<void> {
+    if (this.#state === "committed") return;
+    this.#state = "aborted";
+    for (const temp of this.#temps) await rm(temp, { force: true });
+    for (const blob of this.#added) await rm(blob, { force: true });
+    this.#added = [];
+    if (this.#created) await rm(this.location, { recursive: true, force: true });
+  }
+}

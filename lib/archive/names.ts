@@ -1,0 +1,147 @@
+/**
+ * Image names as archives store them (`RepoTags`, `io.containerd.image.name`,
+ * `org.opencontainers.image.ref.name`): normalising them so `nginx`, `nginx:latest`
+ * and `docker.io/library/nginx:latest` are the same image, and the short forms Docker
+ * writes.
+ *
+ * This is deliberately small: it parses what archives contain, not every reference form
+ * the command line accepts.
+ *
+ * @module
+ */
+
+/** A docker reference split into its parts. */
+export interface ImageNameParts {
+  /** Registry host, `docker.io` when none is given. */
+  domain: string;
+  /** Repository path, with `library/` added for single-component Docker Hub names. */
+  path: string;
+  /** Tag, if one is given. */
+  tag?: string;
+  /** Digest, if one is given. */
+  digest?: string;
+}
+
+const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
+
+/**
+ * Splits a docker reference (`[host/]path[:tag][@digest]`) into its parts; undefined
+ * when it is not one.
+ *
+ * @example
+ * ```ts
+ * import { parseImageName } from "./names.ts";
+ * parseImageName("nginx"); // { domain: "docker.io", path: "library/nginx" }
+ * ```
+ */
+export function parseImageName(text: string): ImageNameParts | undefined {
+  let rest = text;
+  let digest: string | undefined;
+  const at = rest.indexOf("@");
+  if (at >= 0) {
+    digest = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+    if (!DIGEST.test(digest)) return undefined;
+  }
+  let tag: string | undefined;
+  const colon = rest.lastIndexOf(":");
+  if (colon > rest.lastIndexOf("/")) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+    if (!TAG.test(tag)) return undefined;
+  }
+  const parts = rest.split("/");
+  let domain = "docker.io";
+  if (parts.length > 1 && (/[.:]/.test(parts[0]) || parts[0] === "localhost")) {
+    domain = parts.shift()!;
+    if (!/^[A-Za-z0-9.-]+(?::[0-9]+)?$/.test(domain)) return undefined;
+  }
+  if (domain === "index.docker.io" || domain === "registry-1.docker.io") domain = "docker.io";
+  if (parts.length === 0 || !parts.every((p) => COMPONENT.test(p))) return undefined;
+  if (domain === "docker.io" && parts.length === 1) parts.unshift("library");
+  return { domain, path: parts.join("/"), tag, digest };
+}
+
+/**
+ * The fully qualified form of a reference, with `:latest` added when it has neither a
+ * tag nor a digest (`nginx` → `docker.io/library/nginx:latest`); undefined if it is
+ * not a reference.
+ *
+ * @example
+ * ```ts
+ * import { fullImageName } from "./names.ts";
+ * fullImageName("nginx"); // "docker.io/library/nginx:latest"
+ * ```
+ */
+export function fullImageName(text: string): string | undefined {
+  const p = parseImageName(text);
+  if (!p) return undefined;
+  const tag = p.tag ?? (p.digest ? undefined : "latest");
+  return `${p.domain}/${p.path}${tag ? `:${tag}` : ""}${p.digest ? `@${p.digest}` : ""}`;
+}
+
+/**
+ * The short form Docker prints and writes in `RepoTags` (`docker.io/library/nginx:latest`
+ * → `nginx:latest`), tag added as in {@linkcode fullImageName}; undefined if not a reference.
+ *
+ * @example
+ * ```ts
+ * import { familiarImageName } from "./names.ts";
+ * familiarImageName("docker.io/library/nginx"); // "nginx:latest"
+ * ```
+ */
+export function familiarImageName(text: string): string | undefined {
+  const full = fullImageName(text);
+  if (!full) return undefined;
+  return full.replace(/^docker\.io\//, "").replace(/^library\/(?=[^/]+$|[^/]+[:@])/, "");
+}
+
+/**
+ * The repository part of a reference in the familiar form (`nginx`, `quay.io/a/b`).
+ *
+ * @example
+ * ```ts
+ * import { familiarRepository } from "./names.ts";
+ * familiarRepository("docker.io/library/nginx:1.25"); // "nginx"
+ * ```
+ */
+export function familiarRepository(text: string): string | undefined {
+  const p = parseImageName(text);
+  if (!p) return undefined;
+  const name = p.domain === "docker.io" ? p.path.replace(/^library\/(?=[^/]+$)/, "") : p.path;
+  return p.domain === "docker.io" ? name : `${p.domain}/${name}`;
+}
+
+/**
+ * The tag of a reference (`latest` when it has neither a tag nor a digest), undefined for
+ * a digest-only reference or text that is not a reference.
+ *
+ * @example
+ * ```ts
+ * import { imageTag } from "./names.ts";
+ * imageTag("nginx:1.25"); // "1.25"
+ * ```
+ */
+export function imageTag(text: string): string | undefined {
+  const p = parseImageName(text);
+  if (!p) return undefined;
+  return p.tag ?? (p.digest ? undefined : "latest");
+}
+
+/**
+ * Whether two names denote the same image: equal as written, or equal once both are
+ * fully qualified.
+ *
+ * @example
+ * ```ts
+ * import { sameImageName } from "./names.ts";
+ * sameImageName("nginx", "docker.io/library/nginx:latest"); // true
+ * ```
+ */
+export function sameImageName(a: string, b: string): boolean {
+  if (a === b) return true;
+  const fa = fullImageName(a);
+  return fa !== undefined && fa === fullImageName(b);
+}
