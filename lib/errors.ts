@@ -26,6 +26,8 @@ export class ImagesError extends Error {
   readonly code: string;
 
   /**
+   * Creates the error.
+   *
    * @param message what was wrong and where, never a credential
    * @param code a stable machine-readable code
    * @param options the underlying cause, if any
@@ -133,6 +135,8 @@ export class DigestMismatchError extends ImagesError {
  */
 export class NotFoundError extends ImagesError {
   /**
+   * Creates the error.
+   *
    * @param message what was not found and where
    * @param options the underlying cause, if any
    */

@@ -1,0 +1,476 @@
+/**
+ * Typed errors of the registry client.
+ *
+ * Every error names the operation and the image, repository or blob it was about,
+ * carries the HTTP status and the registry's OCI error codes, and never a credential.
+ *
+ * @module
+ */
+
+import { ImagesError, NotFoundError } from "../errors.ts";
+
+/**
+ * One entry of a registry's `{"errors": [...]}` answer.
+ *
+ * @example
+ * ```ts ignore
+ * const entry: OciErrorEntry = { code: "MANIFEST_UNKNOWN", message: "manifest unknown" };
+ * ```
+ */
+export interface OciErrorEntry {
+  /** The OCI error code, e.g. `MANIFEST_UNKNOWN`. */
+  code: string;
+  /** The registry's message. */
+  message?: string;
+}
+
+/**
+ * What every registry error carries besides its message.
+ *
+ * @example
+ * ```ts ignore
+ * const info: RegistryErrorInfo = { status: 500, errors: [{ code: "UNKNOWN" }] };
+ * ```
+ */
+export interface RegistryErrorInfo {
+  /** The HTTP status of the answer, or undefined when there was no answer. */
+  status?: number;
+  /** The OCI error entries of the answer's body. */
+  errors?: OciErrorEntry[];
+  /** The underlying cause. */
+  cause?: unknown;
+}
+
+/**
+ * A registry answered with an error, or could not be reached. Base class of the
+ * registry errors that are not "not found" (those extend {@linkcode NotFoundError}).
+ *
+ * @example
+ * ```ts
+ * import { RegistryError } from "./errors.ts";
+ * const e = new RegistryError("push manifest to r.example.com/app:1: server error", {
+ *   status: 500,
+ * });
+ * console.log(e.status, e.code); // 500 REGISTRY_ERROR
+ * ```
+ */
+export class RegistryError extends ImagesError {
+  /** The HTTP status, or undefined when there was no answer. */
+  readonly status?: number;
+  /** The OCI error entries of the registry's answer. */
+  readonly errors: OciErrorEntry[];
+
+  /**
+   * Creates the error.
+   *
+   * @param message the operation, its subject and what went wrong
+   * @param info status, OCI errors and cause
+   * @param code a stable machine-readable code
+   */
+  constructor(message: string, info: RegistryErrorInfo = {}, code = "REGISTRY_ERROR") {
+    super(message, code, info.cause === undefined ? undefined : { cause: info.cause });
+    this.status = info.status;
+    this.errors = info.errors ?? [];
+  }
+}
+
+/**
+ * The registry could not be reached, the connection dropped or stalled, and retries
+ * did not help.
+ *
+ * @example
+ * ```ts
+ * import { RegistryConnectionError } from "./errors.ts";
+ * const e = new RegistryConnectionError("ping r.example.com: connection refused");
+ * console.log(e.code); // CONNECTION_FAILED
+ * ```
+ */
+export class RegistryConnectionError extends RegistryError {
+  /**
+   * Creates the error.
+   *
+   * @param message the operation, its subject and what went wrong
+   * @param info the cause
+   */
+  constructor(message: string, info: RegistryErrorInfo = {}) {
+    super(message, info, "CONNECTION_FAILED");
+  }
+}
+
+/**
+ * The registry refused the credentials, or asked for credentials that were not given (401).
+ *
+ * @example
+ * ```ts
+ * import { AuthenticationError } from "./errors.ts";
+ * const e = new AuthenticationError("pull r.example.com/app: authentication failed", {
+ *   status: 401,
+ * });
+ * console.log(e.code); // AUTHENTICATION_FAILED
+ * ```
+ */
+export class AuthenticationError extends RegistryError {
+  /**
+   * Creates the error.
+   *
+   * @param message the operation, its subject and what went wrong
+   * @param info status, OCI errors and cause
+   */
+  constructor(message: string, info: RegistryErrorInfo = {}) {
+    super(message, info, "AUTHENTICATION_FAILED");
+  }
+}
+
+/**
+ * The credentials are valid but do not allow the operation (403, or a token that
+ * lacks the scope asked for). The Apolo SDK's name for it.
+ *
+ * @example
+ * ```ts
+ * import { AuthorizationError } from "./errors.ts";
+ * const e = new AuthorizationError("push r.example.com/app: access denied", { status: 403 });
+ * console.log(e.code); // ACCESS_DENIED
+ * ```
+ */
+export class AuthorizationError extends RegistryError {
+  /**
+   * Creates the error.
+   *
+   * @param message the operation, its subject and what went wrong
+   * @param info status, OCI errors and cause
+   */
+  constructor(message: string, info: RegistryErrorInfo = {}) {
+    super(message, info, "ACCESS_DENIED");
+  }
+}
+
+/**
+ * The registry asked us to slow down (429) and kept asking after the retries.
+ *
+ * @example
+ * ```ts
+ * import { TooManyRequestsError } from "./errors.ts";
+ * const e = new TooManyRequestsError("pull r.example.com/app: too many requests", {
+ *   status: 429,
+ * }, 30);
+ * console.log(e.retryAfterSeconds); // 30
+ * ```
+ */
+export class TooManyRequestsError extends RegistryError {
+  /** What the registry's `Retry-After` asked for, in seconds, if it said. */
+  readonly retryAfterSeconds?: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param message the operation, its subject and what went wrong
+   * @param info status, OCI errors and cause
+   * @param retryAfterSeconds the registry's `Retry-After`, in seconds
+   */
+  constructor(message: string, info: RegistryErrorInfo = {}, retryAfterSeconds?: number) {
+    super(message, info, "TOO_MANY_REQUESTS");
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/**
+ * The registry does not support the operation (e.g. deleting is disabled: 400/405).
+ *
+ * @example
+ * ```ts
+ * import { UnsupportedError } from "./errors.ts";
+ * const e = new UnsupportedError("delete manifest r.example.com/app@sha256:…: unsupported", {
+ *   status: 405,
+ * });
+ * console.log(e.code); // UNSUPPORTED
+ * ```
+ */
+export class UnsupportedError extends RegistryError {
+  /**
+   * Creates the error.
+   *
+   * @param message the operation, its subject and what went wrong
+   * @param info status, OCI errors and cause
+   */
+  constructor(message: string, info: RegistryErrorInfo = {}) {
+    super(message, info, "UNSUPPORTED");
+  }
+}
+
+/**
+ * A manifest (a tag or a digest) that the repository does not have.
+ *
+ * @example
+ * ```ts
+ * import { ManifestNotFoundError } from "./errors.ts";
+ * const e = new ManifestNotFoundError("get manifest r.example.com/app:1: not found", {
+ *   status: 404,
+ * });
+ * console.log(e.code); // NOT_FOUND
+ * ```
+ */
+export class ManifestNotFoundError extends NotFoundError {
+  /** The HTTP status (404). */
+  readonly status?: number;
+  /** The OCI error entries of the registry's answer. */
+  readonly errors: OciErrorEntry[];
+
+  /**
+   * Creates the error.
+   *
+   * @param message the operation and what was not found
+   * @param info status, OCI errors and cause
+   */
+  constructor(message: string, info: RegistryErrorInfo = {}) {
+    super(message, info.cause === undefined ? undefined : { cause: info.cause });
+    this.status = info.status;
+    this.errors = info.errors ?? [];
+  }
+}
+
+/**
+ * A blob that the repository does not have.
+ *
+ * @example
+ * ```ts
+ * import { BlobNotFoundError } from "./errors.ts";
+ * const e = new BlobNotFoundError("get blob sha256:… of r.example.com/app: not found", {
+ *   status: 404,
+ * });
+ * console.log(e.status); // 404
+ * ```
+ */
+export class BlobNotFoundError extends NotFoundError {
+  /** The HTTP status (404). */
+  readonly status?: number;
+  /** The OCI error entries of the registry's answer. */
+  readonly errors: OciErrorEntry[];
+
+  /**
+   * Creates the error.
+   *
+   * @param message the operation and what was not found
+   * @param info status, OCI errors and cause
+   */
+  constructor(message: string, info: RegistryErrorInfo = {}) {
+    super(message, info.cause === undefined ? undefined : { cause: info.cause });
+    this.status = info.status;
+    this.errors = info.errors ?? [];
+  }
+}
+
+/**
+ * A repository that the registry does not have.
+ *
+ * @example
+ * ```ts
+ * import { RepositoryNotFoundError } from "./errors.ts";
+ * const e = new RepositoryNotFoundError("list tags of r.example.com/app: not found", {
+ *   status: 404,
+ * });
+ * console.log(e.status); // 404
+ * ```
+ */
+export class RepositoryNotFoundError extends NotFoundError {
+  /** The HTTP status (404). */
+  readonly status?: number;
+  /** The OCI error entries of the registry's answer. */
+  readonly errors: OciErrorEntry[];
+
+  /**
+   * Creates the error.
+   *
+   * @param message the operation and what was not found
+   * @param info status, OCI errors and cause
+   */
+  constructor(message: string, info: RegistryErrorInfo = {}) {
+    super(message, info.cause === undefined ? undefined : { cause: info.cause });
+    this.status = info.status;
+    this.errors = info.errors ?? [];
+  }
+}
+
+/**
+ * What a failed answer was about, to pick the error type and word the message.
+ *
+ * @example
+ * ```ts ignore
+ * const subject: Subject = "manifest";
+ * ```
+ */
+export type Subject = "manifest" | "blob" | "repository" | "upload" | "registry";
+
+const MAX_ERROR_BODY = 64 * 1024;
+
+/**
+ * Reads the OCI error entries of an error answer's body (at most 64 KiB), never failing.
+ *
+ * @example
+ * ```ts
+ * import { readOciErrors } from "./errors.ts";
+ * const res = new Response(JSON.stringify({ errors: [{ code: "DENIED", message: "no" }] }));
+ * console.log(await readOciErrors(res)); // [{ code: "DENIED", message: "no" }]
+ * ```
+ */
+export async function readOciErrors(response: Response): Promise<OciErrorEntry[]> {
+  if (!response.body) return [];
+  try {
+    const reader = response.body.getReader();
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    while (total < MAX_ERROR_BODY) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      total += value.byteLength;
+    }
+    await reader.cancel().catch(() => {});
+    const text = new TextDecoder().decode(concat(parts, total)).slice(0, MAX_ERROR_BODY);
+    const doc = JSON.parse(text) as { errors?: unknown };
+    if (!Array.isArray(doc.errors)) return [];
+    const out: OciErrorEntry[] = [];
+    for (const e of doc.errors.slice(0, 10)) {
+      if (typeof e !== "object" || e === null) continue;
+      const { code, message } = e as Record<string, unknown>;
+      if (typeof code !== "string") continue;
+      out.push({
+        code: code.slice(0, 64),
+        ...(typeof message === "string" ? { message: message.slice(0, 200) } : {}),
+      });
+    }
+    return out;
+  } catch {
+    return [];
+  }
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+function describe(status: number, errors: OciErrorEntry[]): string {
+  const first = errors[0];
+  const detail = first
+    ? `${first.code}${first.message ? `: ${first.message}` : ""}`
+    : STATUS_TEXT[status] ?? "error";
+  return `${status} ${detail}`;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: "bad request",
+  401: "unauthorized",
+  403: "forbidden",
+  404: "not found",
+  405: "method not allowed",
+  408: "request timeout",
+  409: "conflict",
+  413: "payload too large",
+  416: "range not satisfiable",
+  429: "too many requests",
+  500: "internal server error",
+  502: "bad gateway",
+  503: "service unavailable",
+  504: "gateway timeout",
+};
+
+/**
+ * Parses a `Retry-After` header (seconds or an HTTP date) into milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { parseRetryAfter } from "./errors.ts";
+ * parseRetryAfter("2"); // 2000
+ * parseRetryAfter(null); // undefined
+ * ```
+ */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (value === null) return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const date = Date.parse(text);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, date - now);
+}
+
+/**
+ * Turns an error answer into the typed error that fits it, reading its body.
+ * `operation` names what was being done and to what, e.g.
+ * `get manifest r.example.com/app:1`.
+ *
+ * @example
+ * ```ts
+ * import { errorFromResponse, ManifestNotFoundError } from "./errors.ts";
+ * const res = new Response(JSON.stringify({ errors: [{ code: "MANIFEST_UNKNOWN" }] }), {
+ *   status: 404,
+ * });
+ * const e = await errorFromResponse(res, "get manifest r.example.com/app:1", "manifest");
+ * console.log(e instanceof ManifestNotFoundError); // true
+ * ```
+ */
+export async function errorFromResponse(
+  response: Response,
+  operation: string,
+  subject: Subject,
+): Promise<ImagesError> {
+  const errors = await readOciErrors(response);
+  return errorFromStatus(response.status, errors, operation, subject, response.headers);
+}
+
+/**
+ * Like {@linkcode errorFromResponse} for an answer whose body was already read.
+ *
+ * @example
+ * ```ts
+ * import { errorFromStatus } from "./errors.ts";
+ * const e = errorFromStatus(403, [], "push r.example.com/app", "repository");
+ * console.log(e.name); // AuthorizationError
+ * ```
+ */
+export function errorFromStatus(
+  status: number,
+  errors: OciErrorEntry[],
+  operation: string,
+  subject: Subject,
+  headers?: Headers,
+): ImagesError {
+  const info = { status, errors };
+  const codes = new Set(errors.map((e) => e.code));
+  const text = `${operation}: ${describe(status, errors)}`;
+  if (status === 401) {
+    if (insufficientScope(headers)) {
+      return new AuthorizationError(`${text} (the credentials do not grant this access)`, info);
+    }
+    return new AuthenticationError(`${text} (authentication failed or required)`, info);
+  }
+  if (status === 403 || codes.has("DENIED")) return new AuthorizationError(text, info);
+  if (status === 404) {
+    if (codes.has("MANIFEST_UNKNOWN")) return new ManifestNotFoundError(text, info);
+    if (codes.has("BLOB_UNKNOWN")) return new BlobNotFoundError(text, info);
+    if (codes.has("NAME_UNKNOWN")) return new RepositoryNotFoundError(text, info);
+    if (subject === "manifest") return new ManifestNotFoundError(text, info);
+    if (subject === "blob") return new BlobNotFoundError(text, info);
+    if (subject === "repository") return new RepositoryNotFoundError(text, info);
+    return new RegistryError(text, info);
+  }
+  if (status === 429 || codes.has("TOOMANYREQUESTS")) {
+    const after = parseRetryAfter(headers?.get("retry-after") ?? null);
+    return new TooManyRequestsError(
+      text,
+      info,
+      after === undefined ? undefined : Math.ceil(after / 1000),
+    );
+  }
+  if (status === 405 || codes.has("UNSUPPORTED")) return new UnsupportedError(text, info);
+  return new RegistryError(text, info);
+}
+
+function insufficientScope(headers?: Headers): boolean {
+  const value = headers?.get("www-authenticate") ?? "";
+  return /error\s*=\s*"?insufficient_scope/i.test(value);
+}

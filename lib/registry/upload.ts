@@ -1,0 +1,749 @@
+/**
+ * Blob uploads that survive faults, in three modes:
+ *
+ * - `streaming`: one `PATCH` without `Content-Range` (what Docker, skopeo and crane
+ *   send), then `PUT ?digest=`. The default: every registry takes it.
+ * - `chunked`: `PATCH`es with `Content-Range` of `chunkSize` bytes (raised to the
+ *   registry's `OCI-Chunk-Min-Length`, capped at 4 MiB for GHCR, at least 5 MiB for ECR).
+ * - `monolithic`: one `PUT ?digest=` with the whole body.
+ *
+ * In `auto` mode a mode the registry refuses falls back to the next one, and the
+ * choice is remembered for the registry. A connection lost part-way asks the session
+ * where it stands (`GET` → `Range`) and continues from there in chunks, re-opening the
+ * source at that offset and restoring the hash from a snapshot; a session that cannot
+ * be resumed is replaced by a new one. On failure or abort the session is cancelled.
+ * Memory stays bounded by the chunk size.
+ *
+ * @module
+ */
+
+import { DigestMismatchError, ImagesError } from "../errors.ts";
+import { checkDigest } from "../oci/digest.ts";
+import { headBlob } from "./blobs.ts";
+import { checkRepository, withQuery } from "./endpoint.ts";
+import {
+  errorFromResponse,
+  type OciErrorEntry,
+  readOciErrors,
+  RegistryConnectionError,
+  RegistryError,
+} from "./errors.ts";
+import type { HttpResponse } from "./http.ts";
+import type { RegistryHttp } from "./request.ts";
+import { backoffDelay, RETRYABLE_STATUSES, sleep } from "./retry.ts";
+import { type BlobSource, SourceCursor } from "./source_cursor.ts";
+import {
+  cancelSession,
+  locationOf,
+  openSession,
+  rangeEnd,
+  sessionStatus,
+  type UploadSession,
+} from "./upload_session.ts";
+
+export type { BlobSource } from "./source_cursor.ts";
+
+/**
+ * How blobs are sent: see the module documentation.
+ *
+ * @example
+ * ```ts ignore
+ * const mode: UploadMode = "chunked";
+ * ```
+ */
+export type UploadMode = "auto" | "streaming" | "chunked" | "monolithic";
+
+/**
+ * An upload mode other than `auto`: what `auto` picks or learns.
+ *
+ * @example
+ * ```ts ignore
+ * const mode: ConcreteUploadMode = "monolithic";
+ * ```
+ */
+export type ConcreteUploadMode = Exclude<UploadMode, "auto">;
+
+type Mode = ConcreteUploadMode;
+
+const MiB = 1024 * 1024;
+/**
+ * GHCR refuses chunks over 4 MiB.
+ *
+ * @example
+ * ```ts ignore
+ * const policy = uploadPolicyFor("r.example.com", { maxChunkSize: GHCR_MAX_CHUNK });
+ * ```
+ */
+export const GHCR_MAX_CHUNK: number = 4 * MiB;
+/**
+ * ECR refuses chunks (other than the last) under 5 MiB.
+ *
+ * @example
+ * ```ts ignore
+ * const policy = uploadPolicyFor("r.example.com", { minChunkSize: ECR_MIN_CHUNK });
+ * ```
+ */
+export const ECR_MIN_CHUNK: number = 5 * MiB;
+/**
+ * The default chunk size: 8 MiB.
+ *
+ * @example
+ * ```ts ignore
+ * const policy = uploadPolicyFor("r.example.com", { chunkSize: 2 * DEFAULT_CHUNK_SIZE });
+ * ```
+ */
+export const DEFAULT_CHUNK_SIZE: number = 8 * MiB;
+
+/**
+ * How one registry takes uploads: configured, then refined by what it answers.
+ * Shared by every upload to that registry.
+ *
+ * @example
+ * ```ts ignore
+ * const policy: UploadPolicy = uploadPolicyFor("ghcr.io", { mode: "chunked" });
+ * console.log(policy.maxChunkSize); // 4194304
+ * ```
+ */
+export interface UploadPolicy {
+  /** The configured mode. */
+  mode: UploadMode;
+  /** The mode learnt in `auto` mode after a refusal. */
+  learnedMode?: ConcreteUploadMode;
+  /** Bytes per chunk. */
+  chunkSize: number;
+  /** The smallest chunk the registry takes (other than the last). */
+  minChunkSize?: number;
+  /** The largest chunk the registry takes. */
+  maxChunkSize?: number;
+  /** How long the registry may take to answer the final `PUT` (it may hash the blob). */
+  commitTimeoutMs: number;
+}
+
+/**
+ * The upload policy for a registry host: the caller's choices, with the known rules of
+ * GHCR (chunks ≤ 4 MiB) and ECR (chunks ≥ 5 MiB) filled in.
+ *
+ * @example
+ * ```ts
+ * import { uploadPolicyFor } from "./upload.ts";
+ * uploadPolicyFor("ghcr.io", {}).maxChunkSize; // 4194304
+ * ```
+ */
+export function uploadPolicyFor(
+  host: string,
+  options: {
+    mode?: UploadMode;
+    chunkSize?: number;
+    minChunkSize?: number;
+    maxChunkSize?: number;
+    commitTimeoutMs?: number;
+  },
+): UploadPolicy {
+  const h = host.toLowerCase().replace(/:\d+$/, "");
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) {
+    throw new ImagesError(
+      `chunkSize must be a positive integer, got ${chunkSize}`,
+      "INVALID_ARGUMENT",
+    );
+  }
+  return {
+    mode: options.mode ?? "auto",
+    chunkSize,
+    minChunkSize: options.minChunkSize ??
+      (/\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$/.test(h) ? ECR_MIN_CHUNK : undefined),
+    maxChunkSize: options.maxChunkSize ?? (h === "ghcr.io" ? GHCR_MAX_CHUNK : undefined),
+    commitTimeoutMs: options.commitTimeoutMs ?? 300_000,
+  };
+}
+
+/**
+ * Options of {@linkcode uploadBlob}.
+ *
+ * @example
+ * ```ts ignore
+ * await uploadBlob(http, policy, "app", source, { onProgress: (n) => console.log(n) });
+ * ```
+ */
+export interface UploadOptions {
+  /** Cancels the upload; the session is cancelled too. */
+  signal?: AbortSignal;
+  /** Called with the number of bytes sent so far (it goes back after a resume from an earlier offset). */
+  onProgress?: (bytes: number) => void;
+  /** A session already open (e.g. from a mount answered 202) to upload into. */
+  session?: UploadSession;
+}
+
+/**
+ * A blob as stored: its digest and size.
+ *
+ * @example
+ * ```ts ignore
+ * const stored: UploadedBlob = await uploadBlob(http, policy, "app", source);
+ * console.log(stored.digest, stored.size);
+ * ```
+ */
+export interface UploadedBlob {
+  /** `sha256:` of the bytes. */
+  digest: string;
+  /** Number of bytes. */
+  size: number;
+}
+
+/** A chunk sent: where it starts, how long it is, whether it is the last. */
+interface Chunk {
+  offset: number;
+  length: number;
+  last: boolean;
+}
+
+/** The registry refuses this upload mode. */
+class Refused {
+  constructor(readonly error: Error) {}
+}
+
+/** The session cannot go on: start over with a new one. */
+class Restart {
+  constructor(readonly reason: string, readonly error?: Error) {}
+}
+
+const NEXT_MODE: Record<Mode, Mode | undefined> = {
+  streaming: "chunked",
+  chunked: "monolithic",
+  monolithic: undefined,
+};
+
+/**
+ * Uploads a blob into `repo` and returns its digest and size. See the module
+ * documentation for modes, resuming and fallbacks.
+ *
+ * @example
+ * ```ts ignore
+ * import { uploadBlob, uploadPolicyFor } from "./upload.ts";
+ * const bytes = new TextEncoder().encode("hello");
+ * const stored = await uploadBlob(http, uploadPolicyFor(http.host, {}), "app", {
+ *   open: (offset) => new Blob([bytes.subarray(offset)]).stream(),
+ *   size: bytes.byteLength,
+ * });
+ * ```
+ */
+export async function uploadBlob(
+  http: RegistryHttp,
+  policy: UploadPolicy,
+  repo: string,
+  source: BlobSource,
+  options: UploadOptions = {},
+): Promise<UploadedBlob> {
+  checkRepository(repo);
+  if (source.digest !== undefined) checkDigest(source.digest, `upload to ${http.host}/${repo}`);
+  if (source.size !== undefined && (!Number.isSafeInteger(source.size) || source.size < 0)) {
+    throw new ImagesError(
+      `upload to ${http.host}/${repo}: invalid size ${source.size}`,
+      "SIZE_INVALID",
+    );
+  }
+  return await new BlobUpload(http, policy, repo, source, options).run();
+}
+
+class BlobUpload {
+  readonly #http: RegistryHttp;
+  readonly #policy: UploadPolicy;
+  readonly #repo: string;
+  readonly #source: BlobSource;
+  readonly #options: UploadOptions;
+  readonly #cursor: SourceCursor;
+  readonly #what: string;
+  readonly #operation: string;
+  #session?: UploadSession;
+  #failures = 0;
+  #confirmed = 0;
+  #confirmedAtFailure = -1;
+  #restarts = 0;
+  #lastCause?: Error;
+
+  constructor(
+    http: RegistryHttp,
+    policy: UploadPolicy,
+    repo: string,
+    source: BlobSource,
+    options: UploadOptions,
+  ) {
+    this.#http = http;
+    this.#policy = policy;
+    this.#repo = repo;
+    this.#source = source;
+    this.#options = options;
+    this.#session = options.session;
+    const name = source.digest ??
+      (source.size === undefined ? "(size not known yet)" : `of ${source.size} bytes`);
+    this.#what = `blob ${name} to ${http.host}/${repo}`;
+    this.#operation = `upload ${this.#what}`;
+    this.#cursor = new SourceCursor(source, this.#what);
+  }
+
+  async run(): Promise<UploadedBlob> {
+    const auto = this.#policy.mode === "auto";
+    let mode: Mode = auto ? this.#policy.learnedMode ?? "streaming" : this.#policy.mode as Mode;
+    try {
+      for (;;) {
+        this.#session ??= await openSession(
+          this.#http,
+          this.#repo,
+          this.#operation,
+          this.#options.signal,
+        );
+        try {
+          return await this.#attempt(mode);
+        } catch (e) {
+          if (e instanceof Refused) {
+            const next = auto ? NEXT_MODE[mode] : undefined;
+            if (!next) throw e.error;
+            this.#log(`${mode} upload refused (${e.error.message}); trying ${next}`);
+            this.#policy.learnedMode = next;
+            mode = next;
+            await this.#dropSession();
+            continue;
+          }
+          if (e instanceof Restart) {
+            this.#restarts++;
+            if (this.#restarts > this.#http.retry.maxRetries) {
+              const cause = e.error ?? this.#lastCause;
+              const message =
+                `${this.#operation}: gave up after ${this.#restarts} upload sessions ` +
+                `(${e.reason})${cause ? `; last failure: ${cause.message}` : ""}`;
+              if (cause instanceof RegistryConnectionError) {
+                throw new RegistryConnectionError(message, { cause });
+              }
+              throw e.error ?? new RegistryError(message, { cause });
+            }
+            this.#log(`starting over with a new session: ${e.reason}`);
+            await this.#dropSession();
+            this.#confirmed = 0;
+            this.#failures = 0;
+            this.#confirmedAtFailure = -1;
+            await sleep(
+              backoffDelay(this.#http.retry, this.#restarts) ?? 0,
+              this.#options.signal,
+              this.#operation,
+            );
+            continue;
+          }
+          throw e;
+        }
+      }
+    } catch (e) {
+      await this.#dropSession();
+      throw e;
+    } finally {
+      await this.#cursor.close();
+    }
+  }
+
+  #log(line: string): void {
+    const prefix = `${this.#operation}: `;
+    this.#http.transport.log(prefix + line.split(prefix).join(""));
+  }
+
+  async #dropSession(): Promise<void> {
+    const session = this.#session;
+    this.#session = undefined;
+    if (session) await cancelSession(this.#http, this.#repo, session.location, this.#operation);
+  }
+
+  #progress(bytes: number): void {
+    this.#options.onProgress?.(bytes);
+  }
+
+  async #attempt(mode: Mode): Promise<UploadedBlob> {
+    await this.#cursor.seek(0);
+    if (this.#source.size === 0 && await this.#cursor.atEnd()) return await this.#finish();
+    if (mode === "monolithic") return await this.#monolithic();
+    if (mode === "chunked") return await this.#chunked(0);
+    return await this.#streaming();
+  }
+
+  #chunkSize(): number {
+    const p = this.#policy;
+    const min = Math.max(this.#session?.minChunk ?? 0, p.minChunkSize ?? 0);
+    let size = Math.max(p.chunkSize, min);
+    if (p.maxChunkSize !== undefined && p.maxChunkSize >= min) {
+      size = Math.min(size, p.maxChunkSize);
+    }
+    return size;
+  }
+
+  /** Counts a failure; after too many without progress, gives up with `cause`. */
+  async #failed(cause: Error, retryAfter?: string | null): Promise<void> {
+    this.#lastCause = cause;
+    if (this.#confirmed > this.#confirmedAtFailure) this.#failures = 0;
+    this.#confirmedAtFailure = this.#confirmed;
+    this.#failures++;
+    if (this.#failures > this.#http.retry.maxRetries) {
+      if (cause instanceof RegistryConnectionError || !(cause instanceof ImagesError)) {
+        throw new RegistryConnectionError(
+          `${this.#operation}: gave up after ${
+            this.#failures - 1
+          } retries at byte ${this.#confirmed}: ${cause.message}`,
+          { cause },
+        );
+      }
+      throw cause;
+    }
+    const delay = backoffDelay(this.#http.retry, this.#failures, retryAfter) ??
+      this.#http.retry.maxRetryAfterMs;
+    this.#log(
+      `retry ${this.#failures} in ${delay} ms at byte ${this.#confirmed}: ${cause.message}`,
+    );
+    await sleep(delay, this.#options.signal, this.#operation);
+  }
+
+  /**
+   * After a failure: where does the session stand? Continue from there, in chunks.
+   * `refused` is a chunk the registry may have refused for its size: when the session
+   * holds exactly what came before it, that was the reason.
+   */
+  async #resume(refused?: Chunk): Promise<UploadedBlob> {
+    const status = await sessionStatus(
+      this.#http,
+      this.#repo,
+      this.#session!.location,
+      this.#operation,
+      this.#options.signal,
+    );
+    if (status.state === "gone") throw new Restart("the registry no longer knows the session");
+    this.#session!.location = status.location;
+    if (status.offset > this.#cursor.position && status.offset > this.#confirmed) {
+      // More than we know we sent: only possible if the source is not what we read.
+      throw new Restart(`the session holds ${status.offset} bytes, more than were sent`);
+    }
+    if (refused && status.offset === refused.offset) this.#learnSizeRule(refused);
+    this.#log(`the session holds ${status.offset} bytes; continuing from there`);
+    this.#confirmed = status.offset;
+    return await this.#chunked(status.offset);
+  }
+
+  /** Whether a failed request failed because the source did (never worth a retry). */
+  #sourceFailed(): boolean {
+    return this.#cursor.failure !== undefined;
+  }
+
+  async #streaming(): Promise<UploadedBlob> {
+    const session = this.#session!;
+    const body = this.#cursor.stream(this.#chunkSize(), (n) => this.#progress(n));
+    let res: HttpResponse;
+    try {
+      res = await this.#http.send({
+        method: "PATCH",
+        url: session.location,
+        headers: { "content-type": "application/octet-stream" },
+        body,
+        scopes: this.#scopes(),
+        operation: this.#operation,
+        retry: false,
+        signal: this.#options.signal,
+      });
+    } catch (e) {
+      if (this.#sourceFailed()) throw this.#cursor.failure;
+      if (!(e instanceof RegistryConnectionError)) throw e;
+      await this.#failed(e);
+      return await this.#resume();
+    }
+    if (res.ok) {
+      await res.discard();
+      if (res.headers.has("location")) session.location = locationOf(res, this.#operation);
+      const sent = this.#cursor.position;
+      const end = rangeEnd(res.headers.get("range"));
+      if (this.#cursor.ended && (end === undefined || end === sent || (end === 0 && sent === 1))) {
+        this.#confirmed = sent;
+        return await this.#finish();
+      }
+      await this.#failed(
+        new RegistryError(`${this.#operation}: the registry took ${end ?? "?"} of ${sent} bytes`),
+      );
+      return await this.#resume();
+    }
+    // Sizes play no part in refusing a streamed body: length 0 keeps the chunk rules out.
+    await this.#handleWriteError(res, { offset: 0, length: 0, last: true });
+    return await this.#resume();
+  }
+
+  /**
+   * Classifies a failed PATCH: throws for a refusal of the mode, a lost session, or an
+   * error no retry cures; otherwise waits (counting the failure) and returns the chunk
+   * when the registry may have refused it for its size, so the resume can tell.
+   */
+  async #handleWriteError(res: HttpResponse, chunk: Chunk): Promise<Chunk | undefined> {
+    const errors = await readOciErrors(res.toResponse());
+    const error = await this.#error(res, errors);
+    const codes = new Set(errors.map((e) => e.code));
+    const status = res.status;
+    if (status === 404 || codes.has("BLOB_UPLOAD_UNKNOWN")) {
+      throw new Restart(`the session is gone (${status})`);
+    }
+    const sizeRule = [400, 413, 416].includes(status) && this.#sizeRuleMayApply(chunk);
+    if (
+      !sizeRule && chunk.offset === 0 &&
+      ([400, 405, 415, 501].includes(status) || codes.has("UNSUPPORTED")) &&
+      !codes.has("DIGEST_INVALID") && !codes.has("SIZE_INVALID") && !codes.has("NAME_INVALID")
+    ) {
+      throw new Refused(error);
+    }
+    if (sizeRule || status === 416) {
+      await this.#failed(error);
+      return sizeRule ? chunk : undefined;
+    }
+    if (status === 401 || RETRYABLE_STATUSES.has(status)) {
+      // 401 on a streamed body: the token expired mid-transfer; it was dropped, and the
+      // status request that follows gets a fresh one.
+      await this.#failed(error, res.headers.get("retry-after"));
+      return undefined;
+    }
+    throw error;
+  }
+
+  /** Whether a refused chunk may have broken a size rule not known yet (GHCR, ECR). */
+  #sizeRuleMayApply(chunk: Chunk): boolean {
+    const p = this.#policy;
+    return (chunk.length > GHCR_MAX_CHUNK && p.maxChunkSize === undefined) ||
+      (!chunk.last && chunk.length > 0 && chunk.length < ECR_MIN_CHUNK &&
+        p.minChunkSize === undefined);
+  }
+
+  /** Learns the size rule a chunk broke (the session held everything before it). */
+  #learnSizeRule(chunk: Chunk): void {
+    const p = this.#policy;
+    if (chunk.length > GHCR_MAX_CHUNK && p.maxChunkSize === undefined) {
+      p.maxChunkSize = GHCR_MAX_CHUNK;
+      this.#log(`a ${chunk.length}-byte chunk was refused; chunks are now at most 4 MiB`);
+    } else if (!chunk.last && chunk.length < ECR_MIN_CHUNK && p.minChunkSize === undefined) {
+      p.minChunkSize = ECR_MIN_CHUNK;
+      this.#log(`a ${chunk.length}-byte chunk was refused; chunks are now at least 5 MiB`);
+    }
+  }
+
+  async #error(res: HttpResponse, errors: OciErrorEntry[]): Promise<Error> {
+    const body = JSON.stringify({ errors });
+    return await errorFromResponse(
+      new Response(body, { status: res.status, headers: res.headers }),
+      this.#operation,
+      "upload",
+    );
+  }
+
+  #scopes(): string[] {
+    return [`repository:${this.#repo}:pull,push`];
+  }
+
+  async #chunked(start: number): Promise<UploadedBlob> {
+    await this.#cursor.seek(start);
+    this.#cursor.checkpoint();
+    let offset = start;
+    for (;;) {
+      const size = this.#chunkSize();
+      const chunk = await this.#cursor.fill(size);
+      if (chunk.byteLength === 0) break;
+      const last = chunk.byteLength < size || await this.#cursor.atEnd();
+      const end = offset + chunk.byteLength;
+      let res: HttpResponse;
+      try {
+        res = await this.#http.send({
+          method: "PATCH",
+          url: this.#session!.location,
+          headers: {
+            "content-type": "application/octet-stream",
+            "content-range": `${offset}-${end - 1}`,
+          },
+          body: chunk,
+          scopes: this.#scopes(),
+          operation: this.#operation,
+          retry: false,
+          signal: this.#options.signal,
+        });
+      } catch (e) {
+        if (!(e instanceof RegistryConnectionError)) throw e;
+        await this.#failed(e);
+        return await this.#resume();
+      }
+      if (!res.ok) {
+        const refused = await this.#handleWriteError(res, {
+          offset,
+          length: chunk.byteLength,
+          last,
+        });
+        return await this.#resume(refused);
+      }
+      await res.discard();
+      if (res.headers.has("location")) this.#session!.location = locationOf(res, this.#operation);
+      const got = rangeEnd(res.headers.get("range"));
+      if (got !== undefined && got !== end && !(got === 0 && end === 1)) {
+        await this.#failed(
+          new RegistryError(
+            `${this.#operation}: sent bytes ${offset}-${end - 1}, the registry holds ${got}`,
+          ),
+        );
+        return await this.#resume();
+      }
+      offset = end;
+      this.#confirmed = end;
+      this.#cursor.checkpoint();
+      this.#progress(end);
+    }
+    return await this.#finish();
+  }
+
+  async #monolithic(): Promise<UploadedBlob> {
+    const session = this.#session!;
+    const known = this.#source.size;
+    let digest = this.#source.digest;
+    let body: Uint8Array | ReadableStream<Uint8Array>;
+    if (known !== undefined && known <= this.#policy.chunkSize) {
+      body = await this.#cursor.fill(known);
+      if (!await this.#cursor.atEnd()) await this.#cursor.read(1); // fails: more than size
+      digest = this.#checkedDigest();
+    } else {
+      if (digest === undefined) {
+        // The digest must be in the URL: hash the whole source first, then send it.
+        while (await this.#cursor.read() !== null) { /* hashing */ }
+        digest = this.#cursor.digest();
+        await this.#cursor.seek(0);
+      }
+      body = this.#cursor.stream(this.#chunkSize(), (n) => this.#progress(n));
+    }
+    let res: HttpResponse;
+    try {
+      res = await this.#http.send({
+        method: "PUT",
+        url: withQuery(session.location, "digest", digest),
+        headers: { "content-type": "application/octet-stream" },
+        body,
+        scopes: this.#scopes(),
+        operation: this.#operation,
+        retry: body instanceof Uint8Array,
+        signal: this.#options.signal,
+        headersTimeoutMs: this.#policy.commitTimeoutMs,
+      });
+    } catch (e) {
+      if (this.#sourceFailed()) throw this.#cursor.failure;
+      if (!(e instanceof RegistryConnectionError)) throw e;
+      await this.#failed(e);
+      if (await this.#exists(digest)) return this.#done(digest);
+      throw new Restart(`the connection failed: ${e.message}`);
+    }
+    if (!(body instanceof Uint8Array)) {
+      const sent = this.#checkedDigest();
+      if (sent !== digest) throw new DigestMismatchError(this.#what, digest, sent);
+    }
+    if (res.ok) {
+      await res.discard();
+      return this.#done(digest, res);
+    }
+    const errors = await readOciErrors(res.toResponse());
+    const error = await this.#error(res, errors);
+    if (
+      [400, 405, 415, 501].includes(res.status) && !errors.some((e) => e.code === "DIGEST_INVALID")
+    ) {
+      throw new Refused(error);
+    }
+    if (
+      res.status === 404 || RETRYABLE_STATUSES.has(res.status) ||
+      errors.some((e) => e.code === "DIGEST_INVALID")
+    ) {
+      throw new Restart(error.message, error);
+    }
+    throw error;
+  }
+
+  /** The digest of the bytes read, checked against the size and digest announced. */
+  #checkedDigest(): string {
+    const digest = this.#cursor.digest();
+    const { size, digest: expected } = this.#source;
+    if (size !== undefined && this.#cursor.position !== size) {
+      throw new ImagesError(
+        `${this.#what}: expected ${size} bytes, the source had ${this.#cursor.position}`,
+        "SIZE_INVALID",
+      );
+    }
+    if (expected !== undefined && digest !== expected) {
+      throw new DigestMismatchError(this.#what, expected, digest);
+    }
+    return digest;
+  }
+
+  async #exists(digest: string): Promise<boolean> {
+    try {
+      const size = await headBlob(this.#http, this.#repo, digest, this.#options.signal);
+      return size !== undefined && (size === this.#cursor.position || size === -1);
+    } catch {
+      return false;
+    }
+  }
+
+  #done(digest: string, res?: HttpResponse): UploadedBlob {
+    const stored = res?.headers.get("docker-content-digest");
+    if (stored && stored.startsWith("sha256:") && stored !== digest) {
+      throw new DigestMismatchError(`${this.#what}: the registry stored`, digest, stored);
+    }
+    this.#session = undefined;
+    this.#progress(this.#cursor.position);
+    return { digest, size: this.#cursor.position };
+  }
+
+  /** Commits the session: `PUT <location>?digest=`. */
+  async #finish(): Promise<UploadedBlob> {
+    if (!this.#cursor.ended && !await this.#cursor.atEnd()) {
+      throw new ImagesError(`${this.#what}: internal error: finishing before the end`, "INTERNAL");
+    }
+    const digest = this.#checkedDigest();
+    for (;;) {
+      let res: HttpResponse;
+      try {
+        res = await this.#http.send({
+          method: "PUT",
+          url: withQuery(this.#session!.location, "digest", digest),
+          headers: { "content-type": "application/octet-stream" },
+          body: new Uint8Array(0),
+          scopes: this.#scopes(),
+          operation: this.#operation,
+          retry: false,
+          signal: this.#options.signal,
+          headersTimeoutMs: this.#policy.commitTimeoutMs,
+        });
+      } catch (e) {
+        if (!(e instanceof RegistryConnectionError)) throw e;
+        await this.#failed(e);
+        if (await this.#exists(digest)) return this.#done(digest);
+        return await this.#resume();
+      }
+      if (res.ok) {
+        await res.discard();
+        return this.#done(digest, res);
+      }
+      const errors = await readOciErrors(res.toResponse());
+      const error = await this.#error(res, errors);
+      const codes = new Set(errors.map((e) => e.code));
+      if (codes.has("DIGEST_INVALID")) {
+        throw new Restart(
+          `the registry computed another digest than ${digest}`,
+          new DigestMismatchError(
+            `${this.#what} as received by ${this.#http.host}`,
+            digest,
+            "another digest",
+          ),
+        );
+      }
+      if (res.status === 404 || codes.has("BLOB_UPLOAD_UNKNOWN")) {
+        if (await this.#exists(digest)) return this.#done(digest);
+        throw new Restart(`the session is gone (${res.status})`);
+      }
+      if (res.status === 416 || codes.has("SIZE_INVALID") || codes.has("BLOB_UPLOAD_INVALID")) {
+        await this.#failed(error);
+        return await this.#resume();
+      }
+      if (RETRYABLE_STATUSES.has(res.status)) {
+        await this.#failed(error, res.headers.get("retry-after"));
+        continue;
+      }
+      throw error;
+    }
+  }
+}

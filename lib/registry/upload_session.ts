@@ -1,0 +1,203 @@
+/**
+ * Blob upload sessions: opening one (`POST …/blobs/uploads/`), asking where it stands
+ * (`GET <location>` → `Range`), cancelling it (`DELETE <location>`), and reading the
+ * `Location`, `Range` and `OCI-Chunk-Min-Length` headers of the answers.
+ *
+ * @module
+ */
+
+import { ImagesError } from "../errors.ts";
+import { resolveLocation } from "./endpoint.ts";
+import { errorFromResponse } from "./errors.ts";
+import type { HttpResponse } from "./http.ts";
+import type { RegistryHttp } from "./request.ts";
+
+/**
+ * An open upload session.
+ *
+ * @example
+ * ```ts ignore
+ * const session: UploadSession = await openSession(http, "app", "upload to app");
+ * console.log(session.location.href);
+ * ```
+ */
+export interface UploadSession {
+  /** The newest `Location` the registry gave, absolute. */
+  location: URL;
+  /** The smallest chunk the registry accepts (`OCI-Chunk-Min-Length`), if it said. */
+  minChunk?: number;
+}
+
+/**
+ * The session's `Location` from an answer, resolved against the URL that answered.
+ *
+ * @example
+ * ```ts ignore
+ * import { locationOf } from "./upload_session.ts";
+ * const next = locationOf(res, "upload to r.example.com/app");
+ * ```
+ */
+export function locationOf(res: HttpResponse, operation: string): URL {
+  const value = res.headers.get("location");
+  if (!value) {
+    throw new ImagesError(
+      `${operation}: the registry answered ${res.status} without a Location`,
+      "REGISTRY_PROTOCOL",
+    );
+  }
+  return resolveLocation(value, res.url);
+}
+
+/**
+ * The end offset (exclusive) a `Range: 0-<last>` header reports, or undefined.
+ * `0-0` is read as 0 bytes (CNCF distribution's answer for an empty session).
+ *
+ * @example
+ * ```ts
+ * import { rangeEnd } from "./upload_session.ts";
+ * rangeEnd("0-1023"); // 1024
+ * rangeEnd("bytes=0-0"); // 0
+ * ```
+ */
+export function rangeEnd(value: string | null): number | undefined {
+  const m = /^\s*(?:bytes=)?(\d+)-(\d+)\s*$/.exec(value ?? "");
+  if (!m) return undefined;
+  const last = Number(m[2]);
+  if (!Number.isSafeInteger(last)) return undefined;
+  return last === 0 ? 0 : last + 1;
+}
+
+function minChunkOf(res: HttpResponse): number | undefined {
+  const n = Number(res.headers.get("oci-chunk-min-length") ?? NaN);
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * The session an answer (202 to a POST, or to a mount) opened.
+ *
+ * @example
+ * ```ts ignore
+ * import { sessionOf } from "./upload_session.ts";
+ * const session = sessionOf(res, "upload to r.example.com/app");
+ * ```
+ */
+export function sessionOf(res: HttpResponse, operation: string): UploadSession {
+  const minChunk = minChunkOf(res);
+  return { location: locationOf(res, operation), ...(minChunk ? { minChunk } : {}) };
+}
+
+/**
+ * Opens an upload session in `repo`.
+ *
+ * @example
+ * ```ts ignore
+ * import { openSession } from "./upload_session.ts";
+ * const session = await openSession(http, "app", "upload blob to r.example.com/app");
+ * ```
+ */
+export async function openSession(
+  http: RegistryHttp,
+  repo: string,
+  operation: string,
+  signal?: AbortSignal,
+): Promise<UploadSession> {
+  const res = await http.send({
+    method: "POST",
+    url: `v2/${repo}/blobs/uploads/`,
+    body: new Uint8Array(0),
+    scopes: [`repository:${repo}:pull,push`],
+    operation,
+    retry: true,
+    signal,
+  });
+  if (res.status !== 202 && res.status !== 201 && res.status !== 200) {
+    throw await errorFromResponse(res.toResponse(), operation, "repository");
+  }
+  await res.discard();
+  return sessionOf(res, operation);
+}
+
+/**
+ * Where a session stands: how many bytes it holds, and its newest location.
+ *
+ * @example
+ * ```ts ignore
+ * const status: SessionStatus = await sessionStatus(http, "app", session.location, "upload");
+ * if (status.state === "open") console.log(status.offset);
+ * ```
+ */
+export type SessionStatus =
+  | { state: "open"; offset: number; location: URL }
+  | { state: "gone" };
+
+/**
+ * Asks a session how many bytes it holds (`GET <location>` → 204 + `Range`).
+ * `gone` when the registry no longer knows it (or cannot say: ECR answers 404).
+ *
+ * @example
+ * ```ts ignore
+ * import { sessionStatus } from "./upload_session.ts";
+ * const status = await sessionStatus(http, "app", session.location, "upload");
+ * ```
+ */
+export async function sessionStatus(
+  http: RegistryHttp,
+  repo: string,
+  location: URL,
+  operation: string,
+  signal?: AbortSignal,
+): Promise<SessionStatus> {
+  const res = await http.send({
+    method: "GET",
+    url: location,
+    scopes: [`repository:${repo}:pull,push`],
+    operation: `${operation} (status)`,
+    retry: true,
+    signal,
+  });
+  await res.discard();
+  if (res.status === 404 || res.status === 400 || res.status === 405) return { state: "gone" };
+  if (!res.ok) {
+    throw await errorFromResponse(res.toResponse(), `${operation} (status)`, "upload");
+  }
+  const end = rangeEnd(res.headers.get("range"));
+  const loc = res.headers.get("location");
+  return {
+    state: "open",
+    offset: end ?? 0,
+    location: loc ? resolveLocation(loc, res.url) : location,
+  };
+}
+
+/**
+ * Cancels a session (`DELETE <location>`), best effort: never throws, waits at most a few seconds.
+ *
+ * @example
+ * ```ts ignore
+ * import { cancelSession } from "./upload_session.ts";
+ * await cancelSession(http, "app", session.location, "upload");
+ * ```
+ */
+export async function cancelSession(
+  http: RegistryHttp,
+  repo: string,
+  location: URL,
+  operation: string,
+): Promise<void> {
+  try {
+    const res = await http.send({
+      method: "DELETE",
+      url: location,
+      scopes: [`repository:${repo}:pull,push`],
+      operation: `${operation} (cancel)`,
+      retry: false,
+      headersTimeoutMs: 5_000,
+    });
+    await res.discard();
+    http.transport.log(`${operation}: upload session cancelled (${res.status})`);
+  } catch (e) {
+    http.transport.log(
+      `${operation}: cancelling the upload session failed: ${(e as Error).message}`,
+    );
+  }
+}
