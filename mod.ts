@@ -51,4 +51,7 @@ export {
   NotFoundError,
 } from "./lib/errors.ts";
 export { defaultStorePath, type OutputFormat } from "./lib/store.ts";
+export { defaultCacheDir } from "./lib/copy/blob_cache.ts";
 export type { Platform } from "./lib/oci/manifest.ts";
+export type { UploadMode } from "./lib/registry/mod.ts";
+export type { LayerCompression } from "./lib/copy/compress.ts";

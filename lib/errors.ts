@@ -54,6 +54,8 @@ export class InvalidReferenceError extends ImagesError {
   readonly reference: string;
 
   /**
+   * Creates the error.
+   *
    * @param problem which part is wrong and why
    * @param reference the text that was being parsed
    */
@@ -80,6 +82,8 @@ export class ArchiveError extends ImagesError {
   readonly entry?: string;
 
   /**
+   * Creates the error.
+   *
    * @param file the archive file or layout directory
    * @param entry the entry inside it, or undefined for the archive as a whole
    * @param problem what was wrong
@@ -113,6 +117,8 @@ export class DigestMismatchError extends ImagesError {
   readonly actual: string;
 
   /**
+   * Creates the error.
+   *
    * @param what names the blob or entry that was being read
    * @param expected the digest announced
    * @param actual the digest computed
@@ -155,7 +161,11 @@ export class NotFoundError extends ImagesError {
  * ```
  */
 export class AbortedError extends ImagesError {
-  /** @param operation what was aborted */
+  /**
+   * Creates the error.
+   *
+   * @param operation what was aborted
+   */
   constructor(operation: string) {
     super(`${operation} aborted`, "ABORTED");
   }

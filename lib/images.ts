@@ -10,6 +10,7 @@ import { stat } from "node:fs/promises";
 import { ImagesError } from "./errors.ts";
 import { type Descriptor, parseManifest, type Platform } from "./oci/manifest.ts";
 import { copyImage, hostPlatform } from "./copy/copy.ts";
+import { BlobCache, defaultCacheDir } from "./copy/blob_cache.ts";
 import type { LayerCompression } from "./copy/compress.ts";
 import type { ImageDestination } from "./copy/ends.ts";
 import { RegistryDestination, RegistrySource } from "./copy/registry_end.ts";
@@ -42,6 +43,11 @@ export interface ImagesOptions {
    * Default: {@linkcode defaultStorePath}.
    */
   store?: string;
+  /**
+   * Cache folder remembering what uncompressed layers became when compressed, so a
+   * re-push skips them (default {@linkcode defaultCacheDir}); `false` disables it.
+   */
+  cacheDir?: string | false;
   /** Layers transferred at once (default 3). */
   concurrency?: number;
   /** How blobs are uploaded (default `auto`). */
@@ -108,7 +114,11 @@ export class Images {
   /** Parses image references against the current cluster, org and owner. */
   readonly parser: ImageNameParser;
 
-  /** @param options registries, current cluster/org/owner, credentials and tuning */
+  /**
+   * Creates the API object; nothing is contacted until a method is called.
+   *
+   * @param options registries, current cluster/org/owner, credentials and tuning
+   */
   constructor(options: ImagesOptions) {
     if (!options.registries[options.clusterName]) {
       throw new ImagesError(
@@ -186,6 +196,9 @@ export class Images {
           level: this.#options.compressionLevel,
         },
         concurrency: this.#options.concurrency,
+        blobCache: this.#options.cacheDir === false
+          ? undefined
+          : new BlobCache(this.#options.cacheDir ?? defaultCacheDir()),
         onStep: (s) => throttle.report(s),
         signal: options.signal,
       });

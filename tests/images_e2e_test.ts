@@ -48,7 +48,12 @@ describe("images end to end (docker-registry, buildah, skopeo, podman)", () => {
       acquireTestImages(),
       makeTempDir("apolo-e2e"),
     ]);
-    env = { APOLO_REGISTRY: registry.url, APOLO_OWNER: "alice", APOLO_CLUSTER: "default" };
+    env = {
+      APOLO_REGISTRY: registry.url,
+      APOLO_OWNER: "alice",
+      APOLO_CLUSTER: "default",
+      XDG_CACHE_HOME: join(dir, "cache"),
+    };
     sourceManifest = json(await skopeoManifest(`docker-archive:${images.dockerArchive}`));
     sourceDiffIds =
       json(await skopeoConfig(`docker-archive:${images.dockerArchive}`)).rootfs.diff_ids;

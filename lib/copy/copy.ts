@@ -20,7 +20,8 @@ import {
 } from "../oci/manifest.ts";
 import { layerMediaType, MediaType } from "../oci/media_types.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
-import { compressStream, type LayerCompression } from "./compress.ts";
+import type { BlobCache } from "./blob_cache.ts";
+import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
 import type { ImageDestination, ImageSource } from "./ends.ts";
 import { mapConcurrent } from "./pool.ts";
 import { readAll, streamOf } from "../streams.ts";
@@ -40,6 +41,8 @@ export interface CopyOptions {
   operation?: "push" | "pull";
   /** Compress uncompressed layers on the way (push); `false` copies blobs as they are. */
   compression?: { format: LayerCompression; level?: number } | false;
+  /** Remembers compressed forms of uncompressed layers, so re-pushes skip them. */
+  blobCache?: BlobCache;
   /** Layers moved at once (default 3). */
   concurrency?: number;
   /** Receives every step of every layer (unthrottled). */
@@ -108,6 +111,11 @@ function platformMatches(candidate: Platform | undefined, wanted: Platform): boo
   if (!candidate) return false;
   if (candidate.os !== wanted.os || candidate.architecture !== wanted.architecture) return false;
   return wanted.variant === undefined || candidate.variant === wanted.variant;
+}
+
+/** The cache key part naming how a layer was compressed. */
+function settings(compression: { format: LayerCompression; level?: number }): string {
+  return `${compression.format}-${compression.level ?? DEFAULT_LEVEL[compression.format]}`;
 }
 
 /** The first 12 hex digits of a digest, as docker shows layer ids. */
@@ -262,9 +270,12 @@ class Copier {
       layer.mediaType === MediaType.OciLayer;
     const pushing = this.#options.operation === "push";
     this.#step(id, "Preparing");
-    if (!(uncompressed && compression) && await this.#destination.hasBlob(layer)) {
+    const known = uncompressed && compression
+      ? await this.#options.blobCache?.lookup(layer.digest, settings(compression))
+      : layer;
+    if (known && await this.#destination.hasBlob(known)) {
       this.#step(id, pushing ? "Layer already exists" : "Already exists", layer.size, layer.size);
-      return layer;
+      return known;
     }
     const active: StepStatus = pushing ? "Pushing" : "Downloading";
     const onProgress = (bytes: number) => this.#step(id, active, bytes, layer.size);
@@ -279,6 +290,7 @@ class Copier {
         { mediaType: layerMediaType(compression.format, family) },
         { signal, reopen: open },
       );
+      await this.#options.blobCache?.store(layer.digest, settings(compression), stored);
       this.#step(id, "Pushed", layer.size, layer.size);
       return stored;
     }

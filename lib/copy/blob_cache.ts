@@ -1,0 +1,85 @@
+/**
+ * Remembers which compressed blob an uncompressed layer became, so a re-push of an
+ * unchanged image asks the registry "do you have it?" instead of reading and
+ * compressing the layer again.
+ *
+ * One small JSON file per entry, written to a temporary name and renamed, so several
+ * processes can share the cache; an unreadable or stale entry just means a normal upload.
+ *
+ * @module
+ */
+
+import { createHash, randomUUID } from "node:crypto";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { env } from "node:process";
+import { isDigest } from "../oci/digest.ts";
+import type { Descriptor } from "../oci/manifest.ts";
+
+/**
+ * The default cache folder: `$XDG_CACHE_HOME/apolo-images`, else `~/.cache/apolo-images`.
+ *
+ * @example
+ * ```ts
+ * import { defaultCacheDir } from "./blob_cache.ts";
+ * console.log(defaultCacheDir());
+ * ```
+ */
+export function defaultCacheDir(environment: Record<string, string | undefined> = env): string {
+  return join(environment.XDG_CACHE_HOME || join(homedir(), ".cache"), "apolo-images");
+}
+
+/**
+ * A cache from (uncompressed digest, compression settings) to the compressed blob.
+ *
+ * @example
+ * ```ts
+ * import { BlobCache } from "./blob_cache.ts";
+ * const cache = new BlobCache("/tmp/apolo-cache-example");
+ * const hit = await cache.lookup("sha256:" + "a".repeat(64), "gzip-6");
+ * console.log(hit); // undefined on a first run
+ * ```
+ */
+export class BlobCache {
+  readonly #dir: string;
+
+  /** @param dir the cache folder (created on first write) */
+  constructor(dir: string) {
+    this.#dir = join(dir, "compressed");
+  }
+
+  #path(uncompressed: string, settings: string): string {
+    const key = createHash("sha256").update(`${uncompressed}\n${settings}`).digest("hex");
+    return join(this.#dir, `${key}.json`);
+  }
+
+  /** The compressed blob recorded for a layer and settings, if any. */
+  async lookup(uncompressed: string, settings: string): Promise<Descriptor | undefined> {
+    try {
+      const entry = JSON.parse(await readFile(this.#path(uncompressed, settings), "utf8"));
+      const valid = entry.uncompressed === uncompressed && entry.settings === settings &&
+        isDigest(entry.digest) && Number.isSafeInteger(entry.size) &&
+        typeof entry.mediaType === "string";
+      return valid
+        ? { mediaType: entry.mediaType, digest: entry.digest, size: entry.size }
+        : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Records what a layer became; failures to write are ignored (the cache is a hint). */
+  async store(uncompressed: string, settings: string, blob: Descriptor): Promise<void> {
+    const path = this.#path(uncompressed, settings);
+    const temporary = `${path}.tmp-${randomUUID()}`;
+    try {
+      await mkdir(this.#dir, { recursive: true });
+      const entry = { uncompressed, settings, ...blob };
+      await writeFile(temporary, JSON.stringify(entry));
+      await rename(temporary, path);
+    } catch {
+      await rm(temporary, { force: true }).catch(() => {});
+    }
+  }
+}
