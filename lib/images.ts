@@ -11,6 +11,7 @@ import { ImagesError } from "./errors.ts";
 import { type Descriptor, parseManifest, type Platform } from "./oci/manifest.ts";
 import { copyImage, hostPlatform } from "./copy/copy.ts";
 import { BlobCache, defaultCacheDir } from "./copy/blob_cache.ts";
+import { CompressorPool } from "./copy/parallel_compress.ts";
 import type { LayerCompression } from "./copy/compress.ts";
 import type { ImageDestination } from "./copy/ends.ts";
 import { RegistryDestination, RegistrySource } from "./copy/registry_end.ts";
@@ -184,6 +185,8 @@ export class Images {
     const source = await openLocalSource(
       options.input ?? this.#options.store ?? defaultStorePath(),
     );
+    const compressors = new CompressorPool();
+    compressors.acquire();
     try {
       const destination = new RegistryDestination(this.#client(remote), remote.repository);
       await copyImage(source, destination, {
@@ -195,6 +198,7 @@ export class Images {
           format: this.#options.compression ?? "gzip",
           level: this.#options.compressionLevel,
         },
+        compressors,
         concurrency: this.#options.concurrency,
         blobCache: this.#options.cacheDir === false
           ? undefined
@@ -203,6 +207,7 @@ export class Images {
         signal: options.signal,
       });
     } finally {
+      compressors.release();
       await source.close();
     }
     return remote;

@@ -6,6 +6,7 @@
  * @module
  */
 
+import process from "node:process";
 import { ImagesError, NotFoundError } from "../errors.ts";
 import { sha256Digest } from "../oci/digest.ts";
 import {
@@ -22,6 +23,7 @@ import { layerMediaType, MediaType } from "../oci/media_types.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
 import type { BlobCache } from "./blob_cache.ts";
 import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
+import { BLOCK_SIZE, type CompressorPool, parallelCompressStream } from "./parallel_compress.ts";
 import type { ImageDestination, ImageSource } from "./ends.ts";
 import { mapConcurrent } from "./pool.ts";
 import { readAll, streamOf } from "../streams.ts";
@@ -41,6 +43,8 @@ export interface CopyOptions {
   operation?: "push" | "pull";
   /** Compress uncompressed layers on the way (push); `false` copies blobs as they are. */
   compression?: { format: LayerCompression; level?: number } | false;
+  /** Workers that compress on every core; without it, compression runs on this thread. */
+  compressors?: CompressorPool;
   /** Remembers compressed forms of uncompressed layers, so re-pushes skip them. */
   blobCache?: BlobCache;
   /** Layers moved at once (default 3). */
@@ -111,11 +115,6 @@ function platformMatches(candidate: Platform | undefined, wanted: Platform): boo
   if (!candidate) return false;
   if (candidate.os !== wanted.os || candidate.architecture !== wanted.architecture) return false;
   return wanted.variant === undefined || candidate.variant === wanted.variant;
-}
-
-/** The cache key part naming how a layer was compressed. */
-function settings(compression: { format: LayerCompression; level?: number }): string {
-  return `${compression.format}-${compression.level ?? DEFAULT_LEVEL[compression.format]}`;
 }
 
 /** The first 12 hex digits of a digest, as docker shows layer ids. */
@@ -262,6 +261,25 @@ class Copier {
     });
   }
 
+  /** A stream compressing a layer as the options ask, on the worker pool if there is one. */
+  #compressor(compression: { format: LayerCompression; level?: number }) {
+    const level = compression.level ?? DEFAULT_LEVEL[compression.format];
+    const pool = this.#options.compressors;
+    return pool
+      ? parallelCompressStream(pool, compression.format, level)
+      : compressStream(compression.format, { level });
+  }
+
+  /**
+   * Names how a layer was compressed, for the blob cache: the same input gives the same
+   * bytes only with the same format, level, block scheme and zlib build.
+   */
+  #settings(compression: { format: LayerCompression; level?: number }): string {
+    const level = compression.level ?? DEFAULT_LEVEL[compression.format];
+    const blocks = this.#options.compressors ? `blocks-${BLOCK_SIZE}` : "stream";
+    return `${compression.format}-${level}-${blocks}-zlib-${process.versions.zlib}`;
+  }
+
   /** Copies one layer; returns the descriptor it has in the destination. */
   async #copyLayer(layer: Descriptor, signal: AbortSignal): Promise<Descriptor> {
     const id = shortId(layer.digest);
@@ -271,7 +289,7 @@ class Copier {
     const pushing = this.#options.operation === "push";
     this.#step(id, "Preparing");
     const known = uncompressed && compression
-      ? await this.#options.blobCache?.lookup(layer.digest, settings(compression))
+      ? await this.#options.blobCache?.lookup(layer.digest, this.#settings(compression))
       : layer;
     if (known && await this.#destination.hasBlob(known)) {
       this.#step(id, pushing ? "Layer already exists" : "Already exists", layer.size, layer.size);
@@ -284,13 +302,13 @@ class Copier {
       const family = layer.mediaType === MediaType.DockerLayer ? "docker" : "oci";
       const open = async () =>
         (await this.#source.fetchBlob(layer, { signal, onProgress }))
-          .pipeThrough(compressStream(compression.format, { level: compression.level }));
+          .pipeThrough(this.#compressor(compression));
       const stored = await this.#destination.putBlob(
         await open(),
         { mediaType: layerMediaType(compression.format, family) },
         { signal, reopen: open },
       );
-      await this.#options.blobCache?.store(layer.digest, settings(compression), stored);
+      await this.#options.blobCache?.store(layer.digest, this.#settings(compression), stored);
       this.#step(id, "Pushed", layer.size, layer.size);
       return stored;
     }

@@ -1,0 +1,173 @@
+/**
+ * Compression on every core: a layer is cut into fixed-size blocks, each compressed in a
+ * worker into an independent gzip member (or zstd frame), and the members are joined in
+ * order, as pigz does. Every gzip and zstd reader accepts concatenated members, the
+ * output is deterministic for the same input and settings, and one big layer uses every
+ * core instead of one.
+ *
+ * @module
+ */
+
+import { availableParallelism } from "node:os";
+import { ImagesError } from "../errors.ts";
+import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
+
+/** Uncompressed bytes per block: large enough that the ratio loss is negligible. */
+export const BLOCK_SIZE = 1024 * 1024;
+
+interface Pending {
+  resolve(bytes: Uint8Array): void;
+  reject(error: Error): void;
+}
+
+/**
+ * A pool of compression workers, shared by every layer of a push. Workers start on
+ * first use and stop when the last user releases the pool, so nothing keeps the
+ * process alive.
+ *
+ * @example
+ * ```ts
+ * import { CompressorPool } from "./parallel_compress.ts";
+ * const pool = new CompressorPool();
+ * pool.acquire();
+ * const gz = await pool.compress(new Uint8Array(10), "gzip", 6);
+ * pool.release();
+ * ```
+ */
+export class CompressorPool {
+  readonly #size: number;
+  #workers: Worker[] = [];
+  #next = 0;
+  #ids = 0;
+  #users = 0;
+  readonly #pending = new Map<number, Pending>();
+
+  /** @param size workers to run (default: one per core, at most 8) */
+  constructor(size: number = Math.min(8, Math.max(1, availableParallelism()))) {
+    this.#size = size;
+  }
+
+  /** Workers in the pool. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Marks a user of the pool; pair with {@linkcode CompressorPool.release}. */
+  acquire(): void {
+    this.#users++;
+  }
+
+  /** Ends one use; the last one stops the workers. */
+  release(): void {
+    if (--this.#users > 0) return;
+    this.#users = 0;
+    for (const worker of this.#workers) worker.terminate();
+    this.#workers = [];
+    for (const pending of this.#pending.values()) {
+      pending.reject(new ImagesError("compression workers stopped", "COMPRESSION_FAILED"));
+    }
+    this.#pending.clear();
+  }
+
+  #start(): void {
+    const url = new URL("./compress_worker.ts", import.meta.url);
+    for (let i = 0; i < this.#size; i++) {
+      const worker = new Worker(url, { type: "module" });
+      worker.onmessage = (event: MessageEvent) => {
+        const { id, bytes, error } = event.data;
+        const pending = this.#pending.get(id);
+        this.#pending.delete(id);
+        if (error !== undefined) {
+          pending?.reject(new ImagesError(`compression failed: ${error}`, "COMPRESSION_FAILED"));
+        } else pending?.resolve(bytes);
+      };
+      worker.onerror = (event: ErrorEvent) => {
+        event.preventDefault?.();
+        const failure = new ImagesError(
+          `compression worker failed: ${event.message}`,
+          "COMPRESSION_FAILED",
+        );
+        for (const pending of this.#pending.values()) pending.reject(failure);
+        this.#pending.clear();
+      };
+      this.#workers.push(worker);
+    }
+  }
+
+  /** Compresses one block into a complete gzip member or zstd frame. */
+  compress(block: Uint8Array, format: LayerCompression, level: number): Promise<Uint8Array> {
+    if (this.#workers.length === 0) this.#start();
+    const id = this.#ids++;
+    const worker = this.#workers[this.#next++ % this.#workers.length];
+    return new Promise<Uint8Array>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      worker.postMessage({ id, data: block, format, level }, [block.buffer as ArrayBuffer]);
+    });
+  }
+}
+
+/** Whether this runtime can start module workers (Deno and Bun can). */
+function workersAvailable(): boolean {
+  return typeof Worker === "function";
+}
+
+/**
+ * A stream that compresses in parallel on `pool`, in blocks of {@linkcode BLOCK_SIZE};
+ * without workers it falls back to one-thread streaming compression (same format, other
+ * bytes). At most `pool.size + 1` blocks of a stream are in flight, so memory stays small.
+ *
+ * @example
+ * ```ts
+ * import { CompressorPool, parallelCompressStream } from "./parallel_compress.ts";
+ * const pool = new CompressorPool(2);
+ * pool.acquire();
+ * const gz = new Blob(["hello"]).stream().pipeThrough(parallelCompressStream(pool, "gzip"));
+ * console.log((await new Response(gz).arrayBuffer()).byteLength);
+ * pool.release();
+ * ```
+ */
+export function parallelCompressStream(
+  pool: CompressorPool,
+  format: LayerCompression,
+  level: number = DEFAULT_LEVEL[format],
+): TransformStream<Uint8Array, Uint8Array> {
+  if (!workersAvailable()) return compressStream(format, { level });
+  const inFlight: Promise<Uint8Array>[] = [];
+  let block = new Uint8Array(BLOCK_SIZE);
+  let filled = 0;
+  let blocks = 0;
+  const dispatch = (data: Uint8Array) => {
+    blocks++;
+    const job = pool.compress(data, format, level);
+    job.catch(() => {}); // handled when awaited in order; avoids an unhandled rejection
+    inFlight.push(job);
+  };
+  const drain = async (
+    controller: TransformStreamDefaultController<Uint8Array>,
+    keep: number,
+  ) => {
+    while (inFlight.length > keep) controller.enqueue(await inFlight.shift()!);
+  };
+  return new TransformStream<Uint8Array, Uint8Array>({
+    async transform(chunk, controller) {
+      let at = 0;
+      while (at < chunk.byteLength) {
+        const take = Math.min(BLOCK_SIZE - filled, chunk.byteLength - at);
+        block.set(chunk.subarray(at, at + take), filled);
+        filled += take;
+        at += take;
+        if (filled === BLOCK_SIZE) {
+          dispatch(block);
+          block = new Uint8Array(BLOCK_SIZE);
+          filled = 0;
+          await drain(controller, pool.size);
+        }
+      }
+    },
+    async flush(controller) {
+      // An empty layer still becomes one valid (empty) member.
+      if (filled > 0 || blocks === 0) dispatch(block.slice(0, filled));
+      await drain(controller, 0);
+    },
+  });
+}
