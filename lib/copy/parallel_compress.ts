@@ -11,6 +11,7 @@
 import { availableParallelism } from "node:os";
 import { ImagesError } from "../errors.ts";
 import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
+import { COMPRESS_WORKER_SOURCE } from "./compress_worker.ts";
 
 /** Uncompressed bytes per block: large enough that the ratio loss is negligible. */
 export const BLOCK_SIZE = 1024 * 1024;
@@ -40,6 +41,8 @@ export class CompressorPool {
   #next = 0;
   #ids = 0;
   #users = 0;
+  #url?: string;
+  #failure?: Error;
   readonly #pending = new Map<number, Pending>();
 
   /** @param size workers to run (default: one per core, at most 8) */
@@ -63,6 +66,9 @@ export class CompressorPool {
     this.#users = 0;
     for (const worker of this.#workers) worker.terminate();
     this.#workers = [];
+    if (this.#url) URL.revokeObjectURL(this.#url);
+    this.#url = undefined;
+    this.#failure = undefined;
     for (const pending of this.#pending.values()) {
       pending.reject(new ImagesError("compression workers stopped", "COMPRESSION_FAILED"));
     }
@@ -70,7 +76,9 @@ export class CompressorPool {
   }
 
   #start(): void {
-    const url = new URL("./compress_worker.ts", import.meta.url);
+    const url = URL.createObjectURL(
+      new Blob([COMPRESS_WORKER_SOURCE], { type: "text/javascript" }),
+    );
     for (let i = 0; i < this.#size; i++) {
       const worker = new Worker(url, { type: "module" });
       worker.onmessage = (event: MessageEvent) => {
@@ -87,15 +95,20 @@ export class CompressorPool {
           `compression worker failed: ${event.message}`,
           "COMPRESSION_FAILED",
         );
+        // A broken worker answers nothing more: fail what waits and what comes.
+        this.#failure = failure;
         for (const pending of this.#pending.values()) pending.reject(failure);
         this.#pending.clear();
       };
       this.#workers.push(worker);
     }
+    // Bun reads the Blob URL after the constructor returns: revoke it when stopping.
+    this.#url = url;
   }
 
   /** Compresses one block into a complete gzip member or zstd frame. */
   compress(block: Uint8Array, format: LayerCompression, level: number): Promise<Uint8Array> {
+    if (this.#failure) return Promise.reject(this.#failure);
     if (this.#workers.length === 0) this.#start();
     const id = this.#ids++;
     const worker = this.#workers[this.#next++ % this.#workers.length];
