@@ -207,10 +207,9 @@ describe("stream helpers", () => {
     assert.equal(peak, 2);
     const started: number[] = [];
     await assert.rejects(
-      mapConcurrent([1, 2, 3, 4], 1, async (n) => {
+      mapConcurrent([1, 2, 3, 4], 1, (n) => {
         started.push(n);
-        if (n === 2) throw new Error("boom");
-        return n;
+        return n === 2 ? Promise.reject(new Error("boom")) : Promise.resolve(n);
       }),
       /boom/,
     );
