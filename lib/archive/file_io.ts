@@ -8,6 +8,7 @@
 
 import type { FileHandle } from "node:fs/promises";
 import { AbortedError } from "../errors.ts";
+import { noteGarbage } from "../gc.ts";
 
 /** The chunk size streams read with. */
 export const CHUNK_SIZE = 1024 * 1024;
@@ -117,6 +118,7 @@ export function rangeStream(
           new Error(`file ended after ${offset} of ${length} bytes`);
       }
       offset += chunk.length;
+      noteGarbage(chunk.length);
       controller.enqueue(chunk);
       if (offset >= length) controller.close();
     },
@@ -139,4 +141,36 @@ export function rangeStream(
 export function errorCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === "string" ? code : undefined;
+}
+
+/**
+ * What went wrong in a file system call, in words for a message (`permission denied`,
+ * `too many levels of symbolic links (a link loop?)`, …).
+ *
+ * @example
+ * ```ts
+ * import { stat } from "node:fs/promises";
+ * import { fsProblem } from "./file_io.ts";
+ * await stat("/nonexistent").catch((e) => console.log(fsProblem(e))); // no such file or directory
+ * ```
+ */
+export function fsProblem(error: unknown): string {
+  const code = errorCode(error);
+  switch (code) {
+    case "ENOENT":
+      return "no such file or directory";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    case "ELOOP":
+      return "too many levels of symbolic links (a link loop?)";
+    case "ENOTDIR":
+      return "a component of the path is not a directory";
+    case "ENAMETOOLONG":
+      return "the path is too long";
+    case "EISDIR":
+      return "is a directory";
+    default:
+      return code ?? String((error as Error | undefined)?.message ?? error);
+  }
 }

@@ -12,6 +12,22 @@
 /** JavaScript source of the worker (an ES module). */
 export const COMPRESS_WORKER_SOURCE = `
 import zlib from "node:zlib";
+import v8 from "node:v8";
+import vm from "node:vm";
+
+// Collect the blocks' garbage every few dozen MiB (see lib/gc.ts for why).
+let collect = () => {};
+if (globalThis.Bun?.gc) collect = () => globalThis.Bun.gc(false);
+else {
+  try {
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("gc");
+    if (typeof gc === "function") collect = gc;
+  } catch {
+    // no collector: the runtime's own heuristics apply
+  }
+}
+let garbage = 0;
 
 self.onmessage = (event) => {
   const { id, data, format, level } = event.data;
@@ -25,6 +41,11 @@ self.onmessage = (event) => {
     const bytes = new Uint8Array(out.byteLength);
     bytes.set(out);
     self.postMessage({ id, bytes }, [bytes.buffer]);
+    garbage += data.byteLength + out.byteLength;
+    if (garbage > 16 * 1024 * 1024) {
+      garbage = 0;
+      collect();
+    }
   } catch (error) {
     self.postMessage({ id, error: String(error?.message ?? error) });
   }

@@ -9,9 +9,11 @@
  */
 
 import { availableParallelism } from "node:os";
+import zlib from "node:zlib";
 import { ImagesError } from "../errors.ts";
 import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
 import { COMPRESS_WORKER_SOURCE } from "./compress_worker.ts";
+import { noteGarbage } from "../gc.ts";
 
 /** Uncompressed bytes per block: large enough that the ratio loss is negligible. */
 export const BLOCK_SIZE = 1024 * 1024;
@@ -45,14 +47,18 @@ export class CompressorPool {
   #failure?: Error;
   readonly #pending = new Map<number, Pending>();
 
-  /** @param size workers to run (default: one per core, at most 8) */
-  constructor(size: number = Math.min(8, Math.max(1, availableParallelism()))) {
+  /**
+   * @param size workers to run. The calling thread takes a share of the blocks too, so
+   * the default is one worker fewer than there are cores (at least one, at most 7): each
+   * worker is a whole JavaScript runtime, and memory counts as much as cores here.
+   */
+  constructor(size: number = Math.min(7, Math.max(1, availableParallelism() - 1))) {
     this.#size = size;
   }
 
-  /** Workers in the pool. */
+  /** Lanes compressing at once: the workers and the calling thread. */
   get size(): number {
-    return this.#size;
+    return this.#size + 1;
   }
 
   /** Marks a user of the pool; pair with {@linkcode CompressorPool.release}. */
@@ -106,17 +112,50 @@ export class CompressorPool {
     this.#url = url;
   }
 
-  /** Compresses one block into a complete gzip member or zstd frame. */
+  /**
+   * Compresses one block into a complete gzip member or zstd frame: in a worker, or (one
+   * block in `size`) right here, so the calling thread's core works too.
+   */
   compress(block: Uint8Array, format: LayerCompression, level: number): Promise<Uint8Array> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#workers.length === 0) this.#start();
+    const lane = this.#next++ % this.size;
+    if (lane === this.#size) {
+      try {
+        return Promise.resolve(compressBlock(block, format, level));
+      } catch (e) {
+        return Promise.reject(
+          new ImagesError(`compression failed: ${(e as Error).message}`, "COMPRESSION_FAILED"),
+        );
+      }
+    }
     const id = this.#ids++;
-    const worker = this.#workers[this.#next++ % this.#workers.length];
+    const worker = this.#workers[lane];
     return new Promise<Uint8Array>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       worker.postMessage({ id, data: block, format, level }, [block.buffer as ArrayBuffer]);
     });
   }
+}
+
+/**
+ * Compresses a block on this thread: what a worker does, for the calling thread's share.
+ *
+ * @example
+ * ```ts
+ * import { compressBlock } from "./parallel_compress.ts";
+ * const gz = compressBlock(new Uint8Array(100), "gzip", 1);
+ * ```
+ */
+export function compressBlock(
+  block: Uint8Array,
+  format: LayerCompression,
+  level: number,
+): Uint8Array {
+  const out = format === "gzip"
+    ? zlib.gzipSync(block, { level })
+    : zlib.zstdCompressSync(block, { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } });
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
 /** Whether this runtime can start module workers (Deno and Bun can). */
@@ -159,7 +198,11 @@ export function parallelCompressStream(
     controller: TransformStreamDefaultController<Uint8Array>,
     keep: number,
   ) => {
-    while (inFlight.length > keep) controller.enqueue(await inFlight.shift()!);
+    while (inFlight.length > keep) {
+      const bytes = await inFlight.shift()!;
+      noteGarbage(bytes.byteLength);
+      controller.enqueue(bytes);
+    }
   };
   return new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {

@@ -13,6 +13,7 @@ import { errorFromResponse, RegistryConnectionError } from "./errors.ts";
 import type { HttpResponse } from "./http.ts";
 import type { RegistryHttp } from "./request.ts";
 import { backoffDelay, sleep } from "./retry.ts";
+import { noteGarbage } from "../gc.ts";
 
 /**
  * Options of {@linkcode getBlob}.
@@ -166,6 +167,7 @@ export async function getBlob(
           offset += chunk.byteLength;
           failures = 0;
           onProgress?.(offset);
+          noteGarbage(chunk.byteLength);
           controller.enqueue(chunk);
           return;
         } catch (e) {
