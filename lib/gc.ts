@@ -15,7 +15,7 @@ import v8 from "node:v8";
 import vm from "node:vm";
 
 /** Bytes of chunk garbage after which a collection runs. */
-const THRESHOLD = 16 * 1024 * 1024;
+const THRESHOLD = 32 * 1024 * 1024;
 
 /** The runtime's way to collect garbage now, or nothing where there is none. */
 function findCollector(): () => void {
@@ -25,7 +25,7 @@ function findCollector(): () => void {
     // Deno (and Node) expose V8's collector to new contexts once the flag is set.
     v8.setFlagsFromString("--expose-gc");
     const gc = vm.runInNewContext("gc");
-    if (typeof gc === "function") return () => gc();
+    if (typeof gc === "function") return () => gc({ type: "major", execution: "async" });
   } catch {
     // No collector: memory is then bounded by the runtime's own heuristics.
   }

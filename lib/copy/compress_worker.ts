@@ -37,12 +37,13 @@ self.onmessage = (event) => {
       : zlib.zstdCompressSync(data, {
         params: { [zlib.constants.ZSTD_c_compressionLevel]: level },
       });
-    // Copy out of the Buffer pool so the bytes can be transferred, not cloned.
-    const bytes = new Uint8Array(out.byteLength);
-    bytes.set(out);
-    self.postMessage({ id, bytes }, [bytes.buffer]);
-    garbage += data.byteLength + out.byteLength;
-    if (garbage > 16 * 1024 * 1024) {
+    // Transfer the output as it is when it owns its memory, else a copy of it; the
+    // input block goes back too, so the pool reuses it instead of allocating another.
+    let bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    if (out.byteOffset !== 0 || out.byteLength !== out.buffer.byteLength) bytes = bytes.slice();
+    self.postMessage({ id, bytes, block: data }, [bytes.buffer, data.buffer]);
+    garbage += out.byteLength;
+    if (garbage > 32 * 1024 * 1024) {
       garbage = 0;
       collect();
     }

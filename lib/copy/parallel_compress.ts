@@ -45,6 +45,7 @@ export class CompressorPool {
   #users = 0;
   #url?: string;
   #failure?: Error;
+  readonly #freeBlocks: Uint8Array[] = [];
   readonly #pending = new Map<number, Pending>();
 
   /**
@@ -59,6 +60,18 @@ export class CompressorPool {
   /** Lanes compressing at once: the workers and the calling thread. */
   get size(): number {
     return this.#size + 1;
+  }
+
+  /** A block buffer of {@linkcode BLOCK_SIZE} bytes: a returned one if any, else a new one. */
+  takeBlock(): Uint8Array {
+    return this.#freeBlocks.pop() ?? new Uint8Array(BLOCK_SIZE);
+  }
+
+  /** Returns a block buffer for reuse (allocating fewer buffers keeps memory flat). */
+  giveBlock(block: Uint8Array): void {
+    if (block.byteLength === BLOCK_SIZE && this.#freeBlocks.length < 2 * this.size + 2) {
+      this.#freeBlocks.push(block);
+    }
   }
 
   /** Marks a user of the pool; pair with {@linkcode CompressorPool.release}. */
@@ -88,7 +101,8 @@ export class CompressorPool {
     for (let i = 0; i < this.#size; i++) {
       const worker = new Worker(url, { type: "module" });
       worker.onmessage = (event: MessageEvent) => {
-        const { id, bytes, error } = event.data;
+        const { id, bytes, block, error } = event.data;
+        if (block) this.giveBlock(block);
         const pending = this.#pending.get(id);
         this.#pending.delete(id);
         if (error !== undefined) {
@@ -122,7 +136,9 @@ export class CompressorPool {
     const lane = this.#next++ % this.size;
     if (lane === this.#size) {
       try {
-        return Promise.resolve(compressBlock(block, format, level));
+        const compressed = compressBlock(block, format, level);
+        this.giveBlock(block);
+        return Promise.resolve(compressed);
       } catch (e) {
         return Promise.reject(
           new ImagesError(`compression failed: ${(e as Error).message}`, "COMPRESSION_FAILED"),
@@ -185,7 +201,7 @@ export function parallelCompressStream(
 ): TransformStream<Uint8Array, Uint8Array> {
   if (!workersAvailable()) return compressStream(format, { level });
   const inFlight: Promise<Uint8Array>[] = [];
-  let block = new Uint8Array(BLOCK_SIZE);
+  let block = pool.takeBlock();
   let filled = 0;
   let blocks = 0;
   const dispatch = (data: Uint8Array) => {
@@ -214,7 +230,7 @@ export function parallelCompressStream(
         at += take;
         if (filled === BLOCK_SIZE) {
           dispatch(block);
-          block = new Uint8Array(BLOCK_SIZE);
+          block = pool.takeBlock();
           filled = 0;
           await drain(controller, pool.size);
         }
@@ -223,6 +239,7 @@ export function parallelCompressStream(
     async flush(controller) {
       // An empty layer still becomes one valid (empty) member.
       if (filled > 0 || blocks === 0) dispatch(block.slice(0, filled));
+      pool.giveBlock(block);
       await drain(controller, 0);
     },
   });
