@@ -7,11 +7,12 @@
  */
 
 import { type FileHandle, open, realpath, stat } from "node:fs/promises";
+import { constants } from "node:fs";
 import { join, sep } from "node:path";
 import { ArchiveError } from "../errors.ts";
-import { CHUNK_SIZE, errorCode, rangeStream, readAt } from "./file_io.ts";
+import { CHUNK_SIZE, errorCode, fsProblem, rangeStream, readAt } from "./file_io.ts";
 import { TarIndex } from "./tar_index.ts";
-import { normalizeArchivePath } from "./tar_path.ts";
+import { MAX_PATH_LENGTH, normalizeArchivePath, showPath } from "./tar_path.ts";
 
 /** A file found in an entry store. */
 export interface StoredFile {
@@ -74,15 +75,21 @@ export interface EntryStore {
  */
 export async function openEntryStore(path: string): Promise<EntryStore> {
   let info;
+  let root: string | undefined;
   try {
     info = await stat(path);
+    if (info.isDirectory()) root = await realpath(path);
   } catch (e) {
-    if (errorCode(e) === "ENOENT") {
-      throw new ArchiveError(path, undefined, "no such file or directory", { cause: e });
-    }
-    throw e;
+    throw new ArchiveError(path, undefined, fsProblem(e), { cause: e });
   }
-  if (info.isDirectory()) return new DirectoryStore(path, await realpath(path));
+  if (root !== undefined) return new DirectoryStore(path, root);
+  if (!info.isFile()) {
+    throw new ArchiveError(
+      path,
+      undefined,
+      "not a regular file or directory (a pipe, socket or device cannot be read as an archive)",
+    );
+  }
   return new TarStore(await TarIndex.open(path));
 }
 
@@ -133,27 +140,52 @@ class DirectoryStore implements EntryStore {
   async stat(name: string): Promise<StoredFile | undefined> {
     const normal = normalizeArchivePath(name);
     if (normal === undefined || normal === "") {
-      throw new ArchiveError(this.location, name, "path leaves the directory");
+      throw new ArchiveError(this.location, showPath(name), "path leaves the directory");
+    }
+    if (normal.length > MAX_PATH_LENGTH) {
+      throw new ArchiveError(
+        this.location,
+        showPath(name),
+        `path is ${normal.length} characters long, over the ${MAX_PATH_LENGTH}-character limit`,
+      );
     }
     let real: string;
+    let info;
     try {
       real = await realpath(join(this.#root, normal));
+      info = await stat(real);
     } catch (e) {
-      if (errorCode(e) === "ENOENT") return undefined;
-      throw e;
+      // ENOTDIR: a component on the way is a file, so nothing has this name.
+      if (errorCode(e) === "ENOENT" || errorCode(e) === "ENOTDIR") return undefined;
+      throw new ArchiveError(this.location, showPath(name), fsProblem(e), { cause: e });
     }
     if (!real.startsWith(this.#root + sep)) {
-      throw new ArchiveError(this.location, name, "is a link pointing outside the directory");
+      throw new ArchiveError(
+        this.location,
+        showPath(name),
+        "is a link pointing outside the directory",
+      );
     }
-    const info = await stat(real);
-    if (!info.isFile()) throw new ArchiveError(this.location, name, "is not a regular file");
+    if (!info.isFile()) {
+      throw new ArchiveError(this.location, showPath(name), "is not a regular file");
+    }
     return { name: normal, resolved: real.slice(this.#root.length + 1), size: info.size };
   }
 
   async #open(name: string): Promise<{ handle: FileHandle; file: StoredFile }> {
     const file = await this.stat(name);
-    if (!file) throw new ArchiveError(this.location, name, "not in the directory");
-    return { handle: await open(join(this.#root, file.resolved), "r"), file };
+    if (!file) throw new ArchiveError(this.location, showPath(name), "not in the directory");
+    let handle: FileHandle;
+    try {
+      // Non-blocking: a file swapped for a named pipe since `stat` must not block the open.
+      handle = await open(
+        join(this.#root, file.resolved),
+        constants.O_RDONLY | constants.O_NONBLOCK,
+      );
+    } catch (e) {
+      throw new ArchiveError(this.location, showPath(name), fsProblem(e), { cause: e });
+    }
+    return { handle, file };
   }
 
   async read(name: string, maxBytes: number): Promise<Uint8Array> {

@@ -7,7 +7,7 @@
  */
 
 import type { FileHandle } from "node:fs/promises";
-import { AbortedError } from "../errors.ts";
+import { AbortedError, ImagesError } from "../errors.ts";
 import { noteGarbage } from "../gc.ts";
 
 /** The chunk size streams read with. */
@@ -170,7 +170,39 @@ export function fsProblem(error: unknown): string {
       return "the path is too long";
     case "EISDIR":
       return "is a directory";
+    case "ENOSPC":
+      return "no space left on device";
+    case "EDQUOT":
+      return "disk quota exceeded";
+    case "EFBIG":
+      return "file too large for the file system or the process's limit";
+    case "EROFS":
+      return "read-only file system";
+    case "EIO":
+      return "input/output error";
     default:
       return code ?? String((error as Error | undefined)?.message ?? error);
   }
+}
+
+/**
+ * A file-system error met while writing `path` (disk full, quota, read-only…) as an
+ * {@linkcode ImagesError} naming the path and the problem in words; any other error
+ * (ours, a network failure) is returned as it is.
+ *
+ * @example
+ * ```ts
+ * import { writeFailure } from "./file_io.ts";
+ * const full = Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+ * console.log((writeFailure("/out/app.tar", full) as Error).message);
+ * // writing /out/app.tar: no space left on device
+ * ```
+ */
+export function writeFailure(path: string, error: unknown): unknown {
+  if (error instanceof ImagesError) return error;
+  const code = errorCode(error);
+  if (code === undefined || !/^E[A-Z]+$/.test(code)) return error;
+  return new ImagesError(`writing ${path}: ${fsProblem(error)}`, "WRITE_FAILED", {
+    cause: error,
+  });
 }

@@ -13,17 +13,46 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname } from "node:path";
+import {
+  mkdir,
+  open,
+  readdir,
+  realpath,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  writeFile,
+} from "node:fs/promises";
 import { join } from "node:path";
 import { AbortedError, ArchiveError, DigestMismatchError, ImagesError } from "../errors.ts";
 import type { BlobInfo, ImageDestination, TransferOptions } from "../copy/ends.ts";
 import { checkDigest, DigestCounter } from "../oci/digest.ts";
 import { type Descriptor, MAX_MANIFEST_BYTES, parseManifest } from "../oci/manifest.ts";
 import { MediaType } from "../oci/media_types.ts";
-import { errorCode, readAt, writeAt } from "./file_io.ts";
+import { errorCode, fsProblem, readAt, writeAt } from "./file_io.ts";
 import { ImageSet } from "./image_set.ts";
 import { blobPath, indexEntryName, inEntry, jsonBytes, OCI_LAYOUT_BYTES } from "./layout_files.ts";
 import { sameImageName } from "./names.ts";
+import { referencedBlobs, withLayoutLock } from "./layout_lock.ts";
+
+/**
+ * Removes a layout directory this writer created, if nothing but its own empty
+ * skeleton is left in it (another process may have written into it meanwhile).
+ */
+async function removeIfEmpty(dir: string): Promise<void> {
+  try {
+    await rmdir(join(dir, "blobs", "sha256"));
+    await rmdir(join(dir, "blobs"));
+    const left = await readdir(dir);
+    if (left.some((name) => name !== "oci-layout")) return;
+    await rm(join(dir, "oci-layout"), { force: true });
+    await rmdir(dir);
+  } catch {
+    // not empty, or gone: leave it
+  }
+}
 
 function tempName(): string {
   return `.tmp-${randomBytes(8).toString("hex")}`;
@@ -64,11 +93,50 @@ export async function openOciLayoutDestination(dir: string): Promise<OciLayoutDe
       );
     }
   } else {
-    await mkdir(dir, { recursive: true });
-    created = true;
+    // Create it with a plain mkdir: of two processes creating it at once, only one
+    // owns it (and may remove it on abort). Its oci-layout goes in first, so the other
+    // one sees a layout being made, not a directory of something else.
+    await mkdir(dirname(dir), { recursive: true });
+    try {
+      await mkdir(dir);
+      created = true;
+      await writeFile(join(dir, "oci-layout"), OCI_LAYOUT_BYTES, { flag: "wx" });
+    } catch (e) {
+      if (errorCode(e) !== "EEXIST") throw e;
+    }
   }
-  await mkdir(join(dir, "blobs", "sha256"), { recursive: true });
+  await checkBlobsDirectory(dir, created);
   return new OciLayoutDestination(dir, created);
+}
+
+/**
+ * Makes sure `blobs/sha256` exists and is a directory inside `dir`. Blobs are created in
+ * it, so a layout whose `blobs/` or `blobs/sha256/` is a link to elsewhere would have us
+ * write outside the directory: it is refused.
+ */
+async function checkBlobsDirectory(dir: string, created: boolean): Promise<void> {
+  const blobsDir = join(dir, "blobs", "sha256");
+  const refuse = async (problem: string, cause?: unknown): Promise<never> => {
+    if (created) await rm(dir, { recursive: true, force: true });
+    throw new ArchiveError(dir, "blobs/sha256", problem, cause ? { cause } : undefined);
+  };
+  try {
+    await mkdir(blobsDir, { recursive: true });
+  } catch (e) {
+    // EEXIST: something that is not a plain directory is there (a file, or a link).
+    if (errorCode(e) !== "EEXIST") return await refuse(fsProblem(e), e);
+  }
+  let root: string;
+  let blobs: string;
+  try {
+    [root, blobs] = await Promise.all([realpath(dir), realpath(blobsDir)]);
+  } catch (e) {
+    return await refuse(fsProblem(e), e);
+  }
+  if (blobs !== join(root, "blobs", "sha256")) {
+    return await refuse(`is a link to ${blobs}: blobs must be stored inside the layout directory`);
+  }
+  if (!(await stat(blobs)).isDirectory()) await refuse("is not a directory");
 }
 
 /**
@@ -277,31 +345,9 @@ export class OciLayoutDestination implements ImageDestination {
   async commit(): Promise<void> {
     this.#checkOpen();
     try {
-      const tops = this.#images.tops();
-      for (const [digest, what] of this.#images.requiredBlobs(tops)) {
-        if (!(await exists(join(this.location, blobPath(digest))))) {
-          throw new ImagesError(
-            `${this.location}: blob ${digest} (${what}) was never written`,
-            "BLOB_MISSING",
-          );
-        }
-      }
-      const index = await this.#readIndex();
-      const kept = index.manifests.filter((d) => {
-        const existing = indexEntryName(d);
-        return existing === undefined ||
-          !tops.some((t) => t.name !== undefined && sameImageName(existing, t.name));
-      });
-      const next = {
-        ...index,
-        schemaVersion: 2,
-        mediaType: MediaType.OciIndex,
-        manifests: [...kept, ...tops.map((t) => t.descriptor)],
-      };
-      if (!(await exists(join(this.location, "oci-layout")))) {
-        await this.#replace("oci-layout", OCI_LAYOUT_BYTES);
-      }
-      await this.#replace("index.json", jsonBytes(next));
+      // Another process may be committing into the same layout: read, merge and replace
+      // index.json holding the lock, so neither image is lost.
+      await withLayoutLock(this.location, () => this.#commitLocked());
       this.#state = "committed";
     } catch (e) {
       await this.abort();
@@ -309,9 +355,40 @@ export class OciLayoutDestination implements ImageDestination {
     }
   }
 
+  /** Checks the blobs and replaces index.json; holds the layout's lock. */
+  async #commitLocked(): Promise<void> {
+    const tops = this.#images.tops();
+    for (const [digest, what] of this.#images.requiredBlobs(tops)) {
+      if (!(await exists(join(this.location, blobPath(digest))))) {
+        throw new ImagesError(
+          `${this.location}: blob ${digest} (${what}) was never written`,
+          "BLOB_MISSING",
+        );
+      }
+    }
+    const index = await this.#readIndex();
+    const kept = index.manifests.filter((d) => {
+      const existing = indexEntryName(d);
+      return existing === undefined ||
+        !tops.some((t) => t.name !== undefined && sameImageName(existing, t.name));
+    });
+    const next = {
+      ...index,
+      schemaVersion: 2,
+      mediaType: MediaType.OciIndex,
+      manifests: [...kept, ...tops.map((t) => t.descriptor)],
+    };
+    if (!(await exists(join(this.location, "oci-layout")))) {
+      await this.#replace("oci-layout", OCI_LAYOUT_BYTES);
+    }
+    await this.#replace("index.json", jsonBytes(next));
+  }
+
   /**
-   * Removes the blobs written since the destination was opened (and the directory if
-   * it created it); `index.json` is untouched.
+   * Removes the blobs written since the destination was opened, except those an image
+   * of `index.json` uses (another process may have committed one that relies on them),
+   * and the directory if it created it and nothing else is in it; `index.json` is
+   * untouched.
    *
    * @example
    * ```ts
@@ -324,8 +401,17 @@ export class OciLayoutDestination implements ImageDestination {
     if (this.#state === "committed") return;
     this.#state = "aborted";
     for (const temp of this.#temps) await rm(temp, { force: true });
-    for (const blob of this.#added) await rm(blob, { force: true });
+    const added = this.#added;
     this.#added = [];
-    if (this.#created) await rm(this.location, { recursive: true, force: true });
+    if (added.length > 0) {
+      await withLayoutLock(this.location, async () => {
+        const used = await referencedBlobs(this.location).catch(() => undefined);
+        if (!used) return; // an index.json we cannot read: keep the blobs rather than guess
+        for (const blob of added) {
+          if (!used.has(`sha256:${basename(blob)}`)) await rm(blob, { force: true });
+        }
+      }).catch(() => {});
+    }
+    if (this.#created) await removeIfEmpty(this.location);
   }
 }

@@ -8,7 +8,7 @@
 
 import { ArchiveError, ImagesError } from "../errors.ts";
 import { digestHex } from "../oci/digest.ts";
-import { type Descriptor, parseJson } from "../oci/manifest.ts";
+import { type Descriptor, MAX_LAYERS, parseJson } from "../oci/manifest.ts";
 import { familiarImageName, familiarRepository, fullImageName, imageTag } from "./names.ts";
 import { normalizeArchivePath } from "./tar_path.ts";
 
@@ -155,6 +155,13 @@ export function parseDockerSaveManifest(bytes: Uint8Array, file: string): Docker
     };
     if (!Array.isArray(Layers)) {
       throw new ArchiveError(file, entry, `${where}: Layers must be an array`);
+    }
+    if (Layers.length > MAX_LAYERS) {
+      throw new ArchiveError(
+        file,
+        entry,
+        `${where}: ${Layers.length} layers is over the limit of ${MAX_LAYERS}`,
+      );
     }
     if (RepoTags !== undefined && RepoTags !== null && !Array.isArray(RepoTags)) {
       throw new ArchiveError(file, entry, `${where}: RepoTags must be an array`);

@@ -323,7 +323,8 @@ export function encodePaxRecords(records: Record<string, string>): Uint8Array {
  * ```
  */
 export function decodePaxRecords(data: Uint8Array): Record<string, string> | undefined {
-  const records: Record<string, string> = {};
+  // No prototype: a record called `__proto__` or `constructor` is just a record.
+  const records: Record<string, string> = Object.create(null);
   let pos = 0;
   while (pos < data.length) {
     if (data[pos] === 0) break; // padding some writers leave
@@ -340,7 +341,7 @@ export function decodePaxRecords(data: Uint8Array): Record<string, string> | und
     records[record.slice(0, eq)] = record.slice(eq + 1, -1);
     pos += length;
   }
-  return records;
+  return { ...records }; // a plain object again, with any `__proto__` record as its own key
 }
 
 /**

@@ -12,8 +12,9 @@
  */
 
 import { type FileHandle, open } from "node:fs/promises";
+import { constants } from "node:fs";
 import { ArchiveError } from "../errors.ts";
-import { CHUNK_SIZE, rangeStream, readAt } from "./file_io.ts";
+import { CHUNK_SIZE, fsProblem, rangeStream, readAt } from "./file_io.ts";
 import {
   BLOCK_SIZE,
   decodePaxRecords,
@@ -21,7 +22,13 @@ import {
   paddedSize,
   type TarHeader,
 } from "./tar_header.ts";
-import { archiveDirname, normalizeArchivePath, resolveSymlinkTarget } from "./tar_path.ts";
+import {
+  archiveDirname,
+  MAX_PATH_LENGTH,
+  normalizeArchivePath,
+  resolveSymlinkTarget,
+  showPath,
+} from "./tar_path.ts";
 
 /** The kind of a tar entry. */
 export type TarEntryType = "file" | "hardlink" | "symlink" | "directory" | "other";
@@ -143,9 +150,24 @@ export class TarIndex {
    */
   static async open(path: string, options: TarIndexOptions = {}): Promise<TarIndex> {
     const displayName = options.displayName ?? path;
-    const handle = await open(path, "r");
+    let handle: FileHandle;
     try {
-      const { size } = await handle.stat();
+      // Non-blocking, so that a named pipe put in place of the archive is refused below
+      // instead of blocking the open until some writer comes.
+      handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch (e) {
+      throw new ArchiveError(displayName, undefined, `cannot open: ${fsProblem(e)}`, { cause: e });
+    }
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) {
+        throw new ArchiveError(
+          displayName,
+          undefined,
+          "not a regular file (a pipe, socket or device cannot be read as an archive)",
+        );
+      }
+      const { size } = info;
       const entries = await scan(handle, size, displayName, options.maxEntries ?? 1_000_000);
       return new TarIndex(path, displayName, handle, size, entries);
     } catch (e) {
@@ -204,15 +226,24 @@ export class TarIndex {
   resolve(name: string): TarEntry | undefined {
     let path = normalizeArchivePath(name);
     if (path === undefined) {
-      throw new ArchiveError(this.displayName, name, "path leaves the archive");
+      throw new ArchiveError(this.displayName, showPath(name), "path leaves the archive");
+    }
+    if (path.length > MAX_PATH_LENGTH) {
+      throw new ArchiveError(
+        this.displayName,
+        showPath(name),
+        `path is ${path.length} characters long, over the ${MAX_PATH_LENGTH}-character limit`,
+      );
     }
     let hops = 0;
     // Walk the components of `path`; a link met on the way rewrites the path and the
-    // walk starts again, until a plain entry (or nothing) is reached.
+    // walk starts again, until a plain entry (or nothing) is reached. Paths are at most
+    // MAX_PATH_LENGTH long and links at most MAX_LINK_HOPS deep, so this is bounded.
     walk: for (;;) {
       const parts = path.split("/");
+      let prefix = "";
       for (let i = 0; i < parts.length; i++) {
-        const prefix = parts.slice(0, i + 1).join("/");
+        prefix = i === 0 ? parts[0] : `${prefix}/${parts[i]}`;
         const entry: TarEntry | undefined = this.#entries.get(prefix);
         const last = i === parts.length - 1;
         if (entry === undefined) {
@@ -223,8 +254,8 @@ export class TarIndex {
           if (++hops > MAX_LINK_HOPS) {
             throw new ArchiveError(
               this.displayName,
-              name,
-              `too many levels of links (a link loop?) at ${prefix}`,
+              showPath(name),
+              `too many levels of links (a link loop?) at ${showPath(prefix)}`,
             );
           }
           const target = entry.type === "symlink"
@@ -233,14 +264,28 @@ export class TarIndex {
           if (target === undefined) {
             throw new ArchiveError(
               this.displayName,
-              name,
-              `symlink ${prefix} -> ${entry.linkname} points outside the archive`,
+              showPath(name),
+              `symlink ${showPath(prefix)} -> ${
+                showPath(entry.linkname ?? "")
+              } points outside the archive`,
             );
           }
           const rest = parts.slice(i + 1).join("/");
           const next = normalizeArchivePath(rest === "" ? target : `${target}/${rest}`);
           if (next === undefined || next === "") {
-            throw new ArchiveError(this.displayName, name, "link leads outside the archive");
+            throw new ArchiveError(
+              this.displayName,
+              showPath(name),
+              "link leads outside the archive",
+            );
+          }
+          if (next.length > MAX_PATH_LENGTH) {
+            throw new ArchiveError(
+              this.displayName,
+              showPath(name),
+              `link ${showPath(prefix)} leads to a path of ${next.length} characters, over the ` +
+                `${MAX_PATH_LENGTH}-character limit`,
+            );
           }
           path = next;
           continue walk;
@@ -248,7 +293,7 @@ export class TarIndex {
         if (last) {
           if (entry.type !== "file") {
             const what = entry.type === "other" ? "special file" : entry.type;
-            throw new ArchiveError(this.displayName, name, `is a ${what}, not a file`);
+            throw new ArchiveError(this.displayName, showPath(name), `is a ${what}, not a file`);
           }
           return entry;
         }
@@ -256,8 +301,8 @@ export class TarIndex {
       if (hops > 0) {
         throw new ArchiveError(
           this.displayName,
-          name,
-          `is a link to ${path}, which is not in the archive`,
+          showPath(name),
+          `is a link to ${showPath(path)}, which is not in the archive`,
         );
       }
       return undefined;
@@ -278,7 +323,7 @@ export class TarIndex {
    */
   require(name: string): TarEntry {
     const entry = this.resolve(name);
-    if (!entry) throw new ArchiveError(this.displayName, name, "not in the archive");
+    if (!entry) throw new ArchiveError(this.displayName, showPath(name), "not in the archive");
     return entry;
   }
 
@@ -377,8 +422,8 @@ async function scan(
   maxEntries: number,
 ): Promise<Map<string, TarEntry>> {
   const entries = new Map<string, TarEntry>();
-  const global: Record<string, string> = {};
-  let local: Record<string, string> = {};
+  const global: Record<string, string> = Object.create(null);
+  let local: Record<string, string> = Object.create(null);
   let longName: string | undefined;
   let longLink: string | undefined;
   let pos = 0;
@@ -389,7 +434,7 @@ async function scan(
     if (header.size > MAX_META_BYTES) {
       throw new ArchiveError(
         file,
-        header.name,
+        showPath(header.name),
         `extended header at offset ${at} is ${header.size} bytes, over the ${MAX_META_BYTES}-byte limit`,
       );
     }
@@ -424,13 +469,17 @@ async function scan(
     const size = isMeta ? header.size : Number(local.size ?? global.size ?? header.size);
     const rawName = isMeta ? header.name : local.path ?? longName ?? global.path ?? header.name;
     if (!Number.isSafeInteger(size) || size < 0) {
-      throw new ArchiveError(file, rawName, `invalid size ${local.size ?? global.size}`);
+      throw new ArchiveError(
+        file,
+        showPath(rawName),
+        `invalid size ${JSON.stringify(showPath(local.size ?? global.size ?? ""))}`,
+      );
     }
     const dataOffset = pos + BLOCK_SIZE;
     if (dataOffset + size > fileSize) {
       throw new ArchiveError(
         file,
-        rawName,
+        showPath(rawName),
         `truncated: the entry claims ${size} bytes at offset ${dataOffset}, but the file ends at ${fileSize}`,
       );
     }
@@ -439,9 +488,13 @@ async function scan(
       case "g": {
         const records = decodePaxRecords(await readMeta(header, pos));
         if (!records) {
-          throw new ArchiveError(file, header.name, `malformed pax header at offset ${pos}`);
+          throw new ArchiveError(
+            file,
+            showPath(header.name),
+            `malformed pax header at offset ${pos}`,
+          );
         }
-        if (header.typeflag === "x") local = { ...local, ...records };
+        if (header.typeflag === "x") local = Object.assign(Object.create(null), local, records);
         else Object.assign(global, records);
         break;
       }
@@ -456,13 +509,37 @@ async function scan(
         const type = entryType(header.typeflag);
         const name = normalizeArchivePath(rawName);
         if (name === undefined) {
-          throw new ArchiveError(file, rawName, "path leaves the archive (absolute or ..)");
+          throw new ArchiveError(
+            file,
+            showPath(rawName),
+            "path leaves the archive (absolute or ..)",
+          );
+        }
+        if (name.length > MAX_PATH_LENGTH) {
+          throw new ArchiveError(
+            file,
+            showPath(rawName),
+            `name at offset ${pos} is ${name.length} characters long, over the ` +
+              `${MAX_PATH_LENGTH}-character limit`,
+          );
         }
         let linkname = local.linkpath ?? longLink ?? global.linkpath ?? header.linkname;
+        if (linkname.length > MAX_PATH_LENGTH) {
+          throw new ArchiveError(
+            file,
+            showPath(rawName),
+            `link target at offset ${pos} is ${linkname.length} characters long, over the ` +
+              `${MAX_PATH_LENGTH}-character limit`,
+          );
+        }
         if (type === "hardlink") {
           const target = normalizeArchivePath(linkname);
           if (target === undefined || target === "") {
-            throw new ArchiveError(file, rawName, `hard link to ${linkname} leaves the archive`);
+            throw new ArchiveError(
+              file,
+              showPath(rawName),
+              `hard link to ${showPath(linkname)} leaves the archive`,
+            );
           }
           linkname = target;
         }
@@ -480,7 +557,7 @@ async function scan(
             mode: header.mode,
           });
         }
-        local = {};
+        local = Object.create(null);
         longName = undefined;
         longLink = undefined;
       }

@@ -6,6 +6,26 @@
  */
 
 /**
+ * The longest path (in UTF-16 code units, after normalising) looked up or indexed in an
+ * archive: Linux's `PATH_MAX`. Longer names are refused, so a hostile archive or
+ * `manifest.json` cannot make following links cost time or memory without bound.
+ */
+export const MAX_PATH_LENGTH = 4096;
+
+/**
+ * A path shortened for an error message (the first 200 characters and a count).
+ *
+ * @example
+ * ```ts
+ * import { showPath } from "./tar_path.ts";
+ * showPath("a".repeat(300)); // "aaa…(300 characters)"
+ * ```
+ */
+export function showPath(path: string): string {
+  return path.length <= 200 ? path : `${path.slice(0, 200)}…(${path.length} characters)`;
+}
+
+/**
  * Normalises a path inside an archive: drops `./` and empty components, resolves `..`
  * and a trailing `/`. Returns `undefined` when the path is absolute or climbs above the
  * archive root. The archive root itself normalises to `""`.

@@ -165,9 +165,7 @@ export function parseDescriptor(value: unknown, where: string): Descriptor {
   if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
     fail(where, `size must be a non-negative integer, got ${JSON.stringify(size)}`);
   }
-  if (value.annotations !== undefined && !isObject(value.annotations)) {
-    fail(where, "annotations must be an object");
-  }
+  if (value.annotations !== undefined) checkAnnotations(value.annotations, where);
   if (value.platform !== undefined) {
     const p = value.platform;
     if (!isObject(p) || typeof p.os !== "string" || typeof p.architecture !== "string") {
@@ -175,6 +173,21 @@ export function parseDescriptor(value: unknown, where: string): Descriptor {
     }
   }
   return value as unknown as Descriptor;
+}
+
+/** Annotations are a map of strings to strings (OCI image spec, "Annotations"). */
+function checkAnnotations(value: unknown, where: string): void {
+  if (!isObject(value)) fail(where, "annotations must be an object");
+  for (const [key, text] of Object.entries(value)) {
+    if (typeof text !== "string") {
+      fail(
+        where,
+        `annotation ${JSON.stringify(key.slice(0, 100))} must be a string, got ${
+          JSON.stringify(text)?.slice(0, 100)
+        }`,
+      );
+    }
+  }
 }
 
 /** A parsed manifest or index, told apart by `kind`. */
@@ -211,6 +224,7 @@ export function parseManifest(
     else if (isObject(doc.config)) mediaType = MediaType.OciManifest;
     else fail(what, `unsupported media type ${JSON.stringify(mediaType)}`);
   }
+  if (doc.annotations !== undefined) checkAnnotations(doc.annotations, what);
   if (isIndexMediaType(mediaType)) {
     if (!Array.isArray(doc.manifests)) fail(what, "manifests must be an array");
     doc.manifests.forEach((d, i) => parseDescriptor(d, `${what} manifests[${i}]`));
