@@ -11,6 +11,7 @@ import { ImagesError } from "./errors.ts";
 import { type Descriptor, parseManifest, type Platform } from "./oci/manifest.ts";
 import { copyImage, hostPlatform } from "./copy/copy.ts";
 import { BlobCache, defaultCacheDir } from "./copy/blob_cache.ts";
+import { UploadRecords } from "./copy/upload_records.ts";
 import { CompressorPool } from "./copy/parallel_compress.ts";
 import type { LayerCompression } from "./copy/compress.ts";
 import type { ImageDestination } from "./copy/ends.ts";
@@ -19,6 +20,7 @@ import { type AbstractDockerImageProgress, StepThrottle } from "./progress.ts";
 import { ImageNameParser, type LocalImage, RemoteImage, Tag } from "./reference.ts";
 import { RegistryClient, type UploadMode } from "./registry/mod.ts";
 import { openLocalDestination, openLocalSource } from "./archive/mod.ts";
+import { writeFailure } from "./archive/file_io.ts";
 import { defaultStorePath, type OutputFormat } from "./store.ts";
 
 /** Options of {@linkcode Images}. */
@@ -55,10 +57,27 @@ export interface ImagesOptions {
   uploadMode?: UploadMode;
   /** Chunk size of chunked uploads, in bytes. */
   chunkSize?: number;
+  /**
+   * Makes pushes resumable: layers of more than two chunks go in chunks, and their
+   * upload sessions are saved in the cache folder after every chunk, so a push stopped
+   * part-way (see {@linkcode PushOptions.suspend}, or a killed process) and run again
+   * continues them where the registry stands. Needs the cache folder. Default false.
+   */
+  resumableUploads?: boolean;
   /** Compression of uncompressed layers on push (default gzip). */
   compression?: LayerCompression;
   /** Compression level (gzip 1–9, zstd 1–19). */
   compressionLevel?: number;
+  /** Retries of a failed request, or of a transfer that made no progress (default 5). */
+  maxRetries?: number;
+  /** First backoff between retries, ms, doubling each time (default 250). */
+  retryBaseDelayMs?: number;
+  /** Longest backoff between retries, ms (default 10 s). */
+  retryMaxDelayMs?: number;
+  /** How long to wait for an answer (or for the network to take a body), ms (default 30 s). */
+  connectTimeoutMs?: number;
+  /** Longest pause of a body that flows, in either direction, ms (default 60 s). */
+  stallTimeoutMs?: number;
   /** Debug log lines (credentials redacted). */
   log?: (line: string) => void;
 }
@@ -69,6 +88,12 @@ export interface PushOptions {
   progress?: AbstractDockerImageProgress;
   /** Cancels the push; upload sessions are cancelled and no tag is changed. */
   signal?: AbortSignal;
+  /**
+   * Stops the push gracefully: no new layer or chunk is started, chunks in flight
+   * finish, and upload sessions are kept (with `resumableUploads`, a later push resumes
+   * them). The push then rejects with an `ImagesError` of code `SUSPENDED`.
+   */
+  suspend?: AbortSignal;
   /** Read the image from this archive or layout instead of the store. */
   input?: string;
 }
@@ -162,6 +187,11 @@ export class Images {
         insecure: this.#options.insecure,
         uploadMode: this.#options.uploadMode,
         chunkSize: this.#options.chunkSize,
+        maxRetries: this.#options.maxRetries,
+        retryBaseDelayMs: this.#options.retryBaseDelayMs,
+        retryMaxDelayMs: this.#options.retryMaxDelayMs,
+        connectTimeoutMs: this.#options.connectTimeoutMs,
+        stallTimeoutMs: this.#options.stallTimeoutMs,
         log: this.#options.log,
       });
       this.#clients.set(host, client);
@@ -188,7 +218,16 @@ export class Images {
     const compressors = new CompressorPool();
     compressors.acquire();
     try {
-      const destination = new RegistryDestination(this.#client(remote), remote.repository);
+      const cacheDir = this.#options.cacheDir ?? defaultCacheDir();
+      const uploads = this.#options.resumableUploads && cacheDir !== false
+        ? new UploadRecords(cacheDir)
+        : undefined;
+      const destination = new RegistryDestination(
+        this.#client(remote),
+        remote.repository,
+        [],
+        { uploads },
+      );
       await copyImage(source, destination, {
         sourceName: local.toString(),
         destinationName: remote.tag,
@@ -205,6 +244,7 @@ export class Images {
           : new BlobCache(this.#options.cacheDir ?? defaultCacheDir()),
         onStep: (s) => throttle.report(s),
         signal: options.signal,
+        suspend: options.suspend,
       });
     } finally {
       compressors.release();
@@ -225,17 +265,23 @@ export class Images {
     local ??= this.parser.remoteToLocal(remote);
     options.progress?.pull({ src: remote, dst: local });
     const throttle = new StepThrottle((s) => options.progress?.step(s));
-    const destination = await this.#openDestination(options);
-    const source = new RegistrySource(this.#client(remote), remote.repository);
-    await copyImage(source, destination, {
-      sourceName: remote.tag ?? "latest",
-      destinationName: local.tag ? local.toString() : `${local.name}:latest`,
-      platform: options.platform ?? hostPlatform(),
-      compression: false,
-      concurrency: this.#options.concurrency,
-      onStep: (s) => throttle.report(s),
-      signal: options.signal,
-    });
+    const path = options.output ?? this.#options.store ?? defaultStorePath();
+    try {
+      const destination = await this.#openDestination(options);
+      const source = new RegistrySource(this.#client(remote), remote.repository);
+      await copyImage(source, destination, {
+        sourceName: remote.tag ?? "latest",
+        destinationName: local.tag ? local.toString() : `${local.name}:latest`,
+        platform: options.platform ?? hostPlatform(),
+        compression: false,
+        concurrency: this.#options.concurrency,
+        onStep: (s) => throttle.report(s),
+        signal: options.signal,
+      });
+    } catch (e) {
+      // A full disk, a quota, a read-only folder: say so, naming the output.
+      throw writeFailure(path, e);
+    }
     return local;
   }
 

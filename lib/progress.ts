@@ -28,6 +28,7 @@ export type StepStatus =
   | "Waiting"
   | "Preparing"
   | "Pushing"
+  | "Resuming"
   | "Mounted"
   | "Layer already exists"
   | "Pushed"

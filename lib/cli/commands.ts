@@ -16,7 +16,11 @@ import { type CommandLine, expectArgs, intOption, UsageError } from "./options.t
 import { CliProgress, type ProgressMode } from "./progress_view.ts";
 
 /** Runs the parsed command, printing its result on stdout. */
-export async function runCommand(line: CommandLine, signal: AbortSignal): Promise<void> {
+export async function runCommand(
+  line: CommandLine,
+  signal: AbortSignal,
+  suspend?: AbortSignal,
+): Promise<void> {
   const images = await openImages(line);
   const out = (text: string) => process.stdout.write(text + "\n");
   const print = (data: unknown, text: string) => out(line.json ? JSON.stringify(data) : text);
@@ -33,6 +37,7 @@ export async function runCommand(line: CommandLine, signal: AbortSignal): Promis
         input: line.options.input as string | undefined,
         progress,
         signal,
+        suspend,
       });
       progress.finish();
       print({ image: pushed.toString() }, pushed.toString());
@@ -190,6 +195,7 @@ async function openImages(line: CommandLine): Promise<Images> {
     compression: compression as LayerCompression | undefined,
     compressionLevel: intOption(line, "compression-level", 1, 19),
     concurrency: intOption(line, "concurrency", 1, 32),
+    resumableUploads: true,
     log: line.debug ? (l) => process.stderr.write(`debug: ${l}\n`) : undefined,
   });
 }

@@ -31,6 +31,11 @@ PATH is a \`docker save\` archive, an OCI archive or an OCI layout directory (de
 the local store, $APOLO_IMAGES_STORE). Without REMOTE_IMAGE the image goes to the current
 cluster, org and owner under its local name; a missing tag means "latest".
 
+Large layers (over two 8 MiB chunks) are sent in chunks, and their upload sessions are
+saved in the cache folder ($XDG_CACHE_HOME/apolo-images/uploads): a push stopped by
+SIGTERM (exit 143: chunks in flight finish, sessions are kept) or killed, run again,
+resumes each such layer where the registry stands. Ctrl-C (SIGINT) cancels instead.
+
 Options:
   --input PATH                 archive or layout to read
   --compression gzip|zstd      compression of uncompressed layers (default gzip)

@@ -22,9 +22,17 @@ import { parseCommandLine, UsageError } from "./options.ts";
 /** Exit code of a run cancelled by Ctrl-C, as shells report SIGINT. */
 export const EXIT_ABORTED = 130;
 
+/** Exit code of a run stopped by SIGTERM, as shells report it. */
+export const EXIT_TERMINATED = 143;
+
 /**
  * Runs the command line with `args` (without the program name) and returns the exit code:
- * 0 on success, 1 on an error, 2 on a usage error, 130 when cancelled.
+ * 0 on success, 1 on an error, 2 on a usage error, 130 when cancelled, 143 when stopped.
+ *
+ * SIGINT (Ctrl-C) cancels: upload sessions are cancelled. SIGTERM (what CI runners send
+ * on timeout) stops a push gracefully: no new chunk starts, chunks in flight finish, and
+ * the upload sessions are kept so the same push run again resumes them; other commands
+ * are cancelled. A second signal of either kind exits at once.
  */
 export async function main(args: string[]): Promise<number> {
   let debug = args.includes("--debug");
@@ -36,19 +44,51 @@ export async function main(args: string[]): Promise<number> {
     abort.abort(new ImagesError("interrupted", "ABORTED"));
   };
   process.on("SIGINT", onInterrupt);
+  const suspend = new AbortController();
+  let command: string | undefined;
+  const onTerminate = () => {
+    if (++interrupts > 1) process.exit(EXIT_TERMINATED);
+    suspend.abort(new ImagesError("terminated", "SUSPENDED"));
+    if (command !== "push") abort.abort(new ImagesError("terminated", "ABORTED"));
+  };
+  process.on("SIGTERM", onTerminate);
   try {
     const line = parseCommandLine(args, process.env);
     debug = line.debug;
+    command = line.command;
     if (line.help) {
       process.stdout.write((line.command ? COMMAND_HELP[line.command] : MAIN_HELP) + "\n");
       return 0;
     }
-    await runCommand(line, abort.signal);
+    const work = runCommand(line, abort.signal, suspend.signal);
+    if (line.command === "push" || line.command === "pull") {
+      await work; // they stop on the signal themselves, after rolling back
+    } else {
+      // The other commands only read (or delete one manifest) and do not take the
+      // signal: Ctrl-C stops waiting for them at once.
+      work.catch(() => {});
+      await Promise.race([
+        work,
+        new Promise<never>((_, reject) => {
+          if (abort.signal.aborted) reject(abort.signal.reason);
+          abort.signal.addEventListener("abort", () => reject(abort.signal.reason), {
+            once: true,
+          });
+        }),
+      ]);
+    }
     return 0;
   } catch (error) {
+    if (suspend.signal.aborted && !abort.signal.aborted) {
+      process.stderr.write(
+        "apolo-images: terminated; unfinished uploads were kept: run the same push again " +
+          "to resume them\n",
+      );
+      return EXIT_TERMINATED;
+    }
     if (abort.signal.aborted) {
       process.stderr.write("apolo-images: interrupted; nothing was left half-written\n");
-      return EXIT_ABORTED;
+      return suspend.signal.aborted ? EXIT_TERMINATED : EXIT_ABORTED;
     }
     if (error instanceof UsageError) {
       process.stderr.write(`apolo-images: ${error.message}\n${error.hint}\n`);
@@ -62,6 +102,7 @@ export async function main(args: string[]): Promise<number> {
     return 1;
   } finally {
     process.off("SIGINT", onInterrupt);
+    process.off("SIGTERM", onTerminate);
   }
 }
 

@@ -118,6 +118,39 @@ function findCommand(args: string[]): number {
   return -1;
 }
 
+/** Options that would carry a secret: refused with a pointer to the safe ways. */
+const SECRET_OPTIONS = /^--?(p|password|pass|passwd|token|secret|api-key|apikey|auth)$/i;
+
+/**
+ * Refuses an unknown option before the command. Its value would otherwise be taken for
+ * the command and printed back in "unknown command …" — and that value may well be a
+ * password (`apolo-images --password s3cret ls`).
+ */
+function checkLeadingOptions(args: string[], commandAt: number): void {
+  const end = commandAt >= 0 ? commandAt : args.length;
+  for (let i = 0; i < end; i++) {
+    const arg = args[i];
+    if (arg === "--") break;
+    if (!arg.startsWith("-") || arg === "-") continue;
+    const name = arg.replace(/=.*$/s, "");
+    const bare = name.replace(/^--?/, "");
+    const known = GLOBAL_OPTIONS as Record<string, { type: string; short?: string }>;
+    const spec = known[bare] ??
+      Object.values(known).find((o) => o.short !== undefined && `-${o.short}` === name);
+    if (spec) {
+      if (spec.type === "string" && !arg.includes("=")) i++;
+      continue;
+    }
+    if (SECRET_OPTIONS.test(name)) {
+      throw new UsageError(
+        `${name} is not accepted: secrets are never taken as arguments; ` +
+          "use --password-stdin or the APOLO_TOKEN environment variable",
+      );
+    }
+    throw new UsageError(`unknown option ${name}${commandAt < 0 ? "" : " before the command"}`);
+  }
+}
+
 /**
  * Parses `args` (without the program name), reading `APOLO_*` variables from `env`
  * for what the flags leave open.
@@ -134,6 +167,7 @@ export function parseCommandLine(
   env: Record<string, string | undefined>,
 ): CommandLine {
   const at = findCommand(args);
+  checkLeadingOptions(args, at);
   const name = at >= 0 ? args[at] : undefined;
   if (name !== undefined && !(name in COMMAND_OPTIONS)) {
     throw new UsageError(`unknown command ${JSON.stringify(name)}`);

@@ -83,7 +83,8 @@ export class CliProgress extends AbstractDockerImageProgress {
       case "plain":
         if (previous?.step.status !== data.status) {
           const size = data.total !== undefined ? ` (${formatBytes(data.total)})` : "";
-          this.#out.write(`${data.layerId}: ${data.status}${size}\n`);
+          const text = data.status === "Resuming" ? data.message : `${data.status}${size}`;
+          this.#out.write(`${data.layerId}: ${text}\n`);
         }
         break;
       case "tty":

@@ -25,6 +25,7 @@ import type { BlobCache } from "./blob_cache.ts";
 import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
 import { BLOCK_SIZE, type CompressorPool, parallelCompressStream } from "./parallel_compress.ts";
 import type { ImageDestination, ImageSource } from "./ends.ts";
+import { isSuspended } from "../registry/upload.ts";
 import { mapConcurrent } from "./pool.ts";
 import { readAll, streamOf } from "../streams.ts";
 
@@ -53,6 +54,12 @@ export interface CopyOptions {
   onStep?: (step: ImageProgressStep) => void;
   /** Cancels the copy; the destination is rolled back. */
   signal?: AbortSignal;
+  /**
+   * Stops the copy gracefully: no new layer is started, uploads stop between chunks and
+   * keep their sessions for a later resume; the copy rejects with an `ImagesError` of
+   * code `SUSPENDED` (unless everything was already sent, then it completes).
+   */
+  suspend?: AbortSignal;
 }
 
 /** What a copy wrote. */
@@ -225,12 +232,24 @@ class Copier {
       }
     }
     for (const layer of manifest.layers) this.#step(shortId(layer.digest), "Waiting");
+    // A suspended layer does not stop the others at once (that would cancel their
+    // sessions): each stops at its next chunk, and the suspension is thrown after.
+    let suspended: unknown;
     const layers = await mapConcurrent(
       manifest.layers,
       this.#options.concurrency ?? 3,
-      (layer, _i, layerSignal) => this.#copyLayer(layer, layerSignal),
+      async (layer, _i, layerSignal) => {
+        try {
+          return await this.#copyLayer(layer, layerSignal);
+        } catch (e) {
+          if (!isSuspended(e)) throw e;
+          suspended ??= e;
+          return layer;
+        }
+      },
       signal,
     );
+    if (suspended) throw suspended;
     await this.#copyConfig(manifest.config, configBytes);
     const family = descriptor.mediaType === MediaType.DockerManifest ? "docker" : "oci";
     const changed = layers.some((l, i) => l.digest !== manifest.layers[i].digest);
@@ -258,6 +277,7 @@ class Copier {
     if (await this.#destination.hasBlob(config)) return;
     await this.#destination.putBlob(streamOf(bytes), config, {
       signal: this.#options.signal,
+      reopen: () => Promise.resolve(streamOf(bytes)),
     });
   }
 
@@ -283,6 +303,18 @@ class Copier {
   /** Copies one layer; returns the descriptor it has in the destination. */
   async #copyLayer(layer: Descriptor, signal: AbortSignal): Promise<Descriptor> {
     const id = shortId(layer.digest);
+    const suspend = this.#options.suspend;
+    if (suspend?.aborted) {
+      throw new ImagesError(`layer ${layer.digest}: suspended before it started`, "SUSPENDED");
+    }
+    const onResume = (offset: number) =>
+      this.#options.onStep?.({
+        layerId: id,
+        status: "Resuming",
+        current: offset,
+        total: layer.size,
+        message: `Resuming at ${offset} bytes`,
+      });
     const compression = this.#options.compression;
     const uncompressed = layer.mediaType === MediaType.DockerLayer ||
       layer.mediaType === MediaType.OciLayer;
@@ -303,17 +335,31 @@ class Copier {
       const open = async () =>
         (await this.#source.fetchBlob(layer, { signal, onProgress }))
           .pipeThrough(this.#compressor(compression));
+      const settings = this.#settings(compression);
       const stored = await this.#destination.putBlob(
         await open(),
         { mediaType: layerMediaType(compression.format, family) },
-        { signal, reopen: open },
+        {
+          signal,
+          reopen: open,
+          suspend,
+          onResume,
+          resumeKey: { source: layer.digest, settings, sizeHint: layer.size },
+        },
       );
-      await this.#options.blobCache?.store(layer.digest, this.#settings(compression), stored);
+      await this.#options.blobCache?.store(layer.digest, settings, stored);
       this.#step(id, "Pushed", layer.size, layer.size);
       return stored;
     }
     const stream = await this.#source.fetchBlob(layer, { signal, onProgress });
-    const stored = await this.#destination.putBlob(stream, layer, { signal });
+    const reopen = () => this.#source.fetchBlob(layer, { signal, onProgress }); // resend after a drop
+    const stored = await this.#destination.putBlob(stream, layer, {
+      signal,
+      reopen,
+      suspend,
+      onResume,
+      resumeKey: { source: layer.digest, settings: "as-is", sizeHint: layer.size },
+    });
     this.#step(id, pushing ? "Pushed" : "Download complete", layer.size, layer.size);
     return { ...layer, ...stored, mediaType: layer.mediaType };
   }

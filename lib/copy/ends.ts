@@ -31,6 +31,20 @@ export interface TransferOptions {
    * part-way (a dropped connection) can resend or recompute them instead of failing.
    */
   reopen?: () => Promise<ReadableStream<Uint8Array>>;
+  /**
+   * Stops the transfer at a point it can be resumed from by a later process (between
+   * two chunks), keeping what the destination holds; it rejects with an `ImagesError`
+   * of code `SUSPENDED`. Destinations that cannot resume ignore it.
+   */
+  suspend?: AbortSignal;
+  /**
+   * Names the transfer for a destination that saves unfinished uploads (a registry): the
+   * digest of the bytes `reopen` recomputes the blob from, how they are turned into it,
+   * and about how many bytes there are (to decide whether saving is worth it).
+   */
+  resumeKey?: { source: string; settings: string; sizeHint?: number };
+  /** Told that a saved upload is resumed at `offset` bytes (those are not sent again). */
+  onResume?: (offset: number) => void;
 }
 
 /**

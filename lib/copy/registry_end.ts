@@ -4,10 +4,11 @@
  * @module
  */
 
-import { DigestMismatchError } from "../errors.ts";
+import { DigestMismatchError, ImagesError } from "../errors.ts";
 import { sha256Digest } from "../oci/digest.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import type { RegistryClient } from "../registry/client.ts";
+import type { UploadResume } from "../registry/upload.ts";
 import { skipBytes } from "../streams.ts";
 import type {
   BlobInfo,
@@ -16,6 +17,7 @@ import type {
   ResolvedImage,
   TransferOptions,
 } from "./ends.ts";
+import type { UploadKey, UploadRecords } from "./upload_records.ts";
 
 /**
  * Reads images from one repository of a registry.
@@ -100,16 +102,49 @@ export class RegistryDestination implements ImageDestination {
   readonly #client: RegistryClient;
   readonly #repository: string;
   readonly #mountFrom: string[];
+  readonly #uploads?: UploadRecords;
 
   /**
    * @param client the registry
    * @param repository the repository path
    * @param mountFrom other repositories of the same registry that may hold the blobs
+   * @param options `uploads`: where unfinished uploads of large blobs are saved, so a
+   *   later push resumes them (such blobs go in chunks); without it nothing is saved
    */
-  constructor(client: RegistryClient, repository: string, mountFrom: string[] = []) {
+  constructor(
+    client: RegistryClient,
+    repository: string,
+    mountFrom: string[] = [],
+    options: { uploads?: UploadRecords } = {},
+  ) {
     this.#client = client;
     this.#repository = repository;
     this.#mountFrom = mountFrom.filter((r) => r !== repository);
+    this.#uploads = options.uploads;
+  }
+
+  /**
+   * How a blob's upload is saved and resumed: only for blobs of more than two chunks
+   * (smaller ones are cheaper to send again than to send in chunks).
+   */
+  async #resume(options: TransferOptions, info: BlobInfo): Promise<UploadResume | undefined> {
+    const uploads = this.#uploads;
+    const named = options.resumeKey;
+    const size = named?.sizeHint ?? info.size;
+    if (!uploads || !named || size === undefined) return undefined;
+    if (size <= 2 * this.#client.uploadPolicy.chunkSize) return undefined;
+    const key: UploadKey = {
+      host: this.#client.host,
+      repository: this.#repository,
+      source: named.source,
+      settings: named.settings,
+    };
+    return {
+      saved: await uploads.load(key),
+      save: (state) => uploads.save(key, state),
+      forget: () => uploads.remove(key),
+      onResume: options.onResume,
+    };
   }
 
   /** `host/repository`. */
@@ -137,14 +172,22 @@ export class RegistryDestination implements ImageDestination {
       const fresh = first ?? await options.reopen?.();
       first = undefined;
       if (!fresh) {
-        throw new Error(`cannot resend blob to ${this.location}: its source cannot be reopened`);
+        throw new ImagesError(
+          `cannot resend blob to ${this.location}: its source cannot be reopened`,
+          "SOURCE_NOT_REOPENABLE",
+        );
       }
       return skipBytes(fresh, offset);
     };
     const stored = await this.#client.uploadBlob(
       this.#repository,
       { open, digest: info.digest, size: info.size },
-      { signal: options.signal, onProgress: options.onProgress },
+      {
+        signal: options.signal,
+        onProgress: options.onProgress,
+        suspend: options.suspend,
+        resume: await this.#resume(options, info),
+      },
     );
     return { mediaType: info.mediaType, digest: stored.digest, size: stored.size };
   }

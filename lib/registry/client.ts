@@ -39,6 +39,7 @@ import {
   type UploadMode,
   type UploadPolicy,
   uploadPolicyFor,
+  type UploadResume,
 } from "./upload.ts";
 import { cancelSession, type UploadSession } from "./upload_session.ts";
 
@@ -132,6 +133,10 @@ export interface UploadBlobOptions {
   onProgress?: (bytes: number) => void;
   /** Repositories of the same registry to try mounting the blob from first (needs `digest`). */
   mountFrom?: string[];
+  /** Stops the upload between chunks, keeping its session for a later resume. */
+  suspend?: AbortSignal;
+  /** Saves the session for a later process, and resumes a saved one. */
+  resume?: UploadResume;
 }
 
 /**
@@ -427,6 +432,8 @@ export class RegistryClient {
         signal: options.signal,
         onProgress: options.onProgress,
         session,
+        suspend: options.suspend,
+        resume: options.resume,
       });
     });
   }

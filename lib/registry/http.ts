@@ -349,6 +349,10 @@ export class HttpTransport {
       arm(headersMs + sending, `no answer within ${secs(headersMs + sending)}`);
     }
 
+    if (this.#log) {
+      this.log(`${method} ${show(url)}`);
+      headers.forEach((value, name) => this.log(`  ${headerLine(name, value)}`));
+    }
     const started = performance.now();
     let response: Response;
     try {
@@ -417,6 +421,26 @@ function describeFailure(signal: AbortSignal, e: unknown): string {
     if (reason instanceof TimeoutSignal) return reason.what;
   }
   return firstLine(e instanceof Error ? e.message : String(e));
+}
+
+/** Request headers whose values are credentials: shown as `<scheme> <redacted>`. */
+const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie"]);
+
+/**
+ * A request header as a debug log line, a credential replaced by `<redacted>` (its
+ * scheme kept, e.g. `Authorization: Bearer <redacted>`).
+ *
+ * @example
+ * ```ts
+ * import { headerLine } from "./http.ts";
+ * headerLine("authorization", "Basic dXNlcjpwYXNz"); // "Authorization: Basic <redacted>"
+ * ```
+ */
+export function headerLine(name: string, value: string): string {
+  const shown = name.replace(/(^|-)([a-z])/g, (_, dash, c) => dash + c.toUpperCase());
+  if (!SECRET_HEADERS.has(name.toLowerCase())) return `${shown}: ${value}`;
+  const scheme = /^(Basic|Bearer|Digest|Negotiate)\s/i.exec(value)?.[1];
+  return `${shown}: ${scheme ? scheme + " " : ""}<redacted>`;
 }
 
 function firstLine(text: string): string {

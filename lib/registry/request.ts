@@ -130,6 +130,12 @@ export class RegistryHttp {
           await sleep(delay, req.signal, req.operation);
           continue;
         }
+        if (e instanceof RegistryConnectionError && attempt > 0) {
+          // Say that this was the last of several tries, not a first failure.
+          throw new RegistryConnectionError(`${e.message} (gave up after ${attempt} retries)`, {
+            cause: e,
+          });
+        }
         throw e;
       }
       if (res.status === 401) {

@@ -172,6 +172,56 @@ export interface UploadOptions {
   onProgress?: (bytes: number) => void;
   /** A session already open (e.g. from a mount answered 202) to upload into. */
   session?: UploadSession;
+  /**
+   * Stops the upload between two chunks, leaving the session open at the registry (not
+   * cancelled, unlike `signal`) so a later process can resume it: the upload then
+   * rejects with an {@linkcode ImagesError} of code `SUSPENDED`. A chunk in flight
+   * finishes first; a streamed or monolithic body is not interrupted.
+   */
+  suspend?: AbortSignal;
+  /**
+   * Makes the upload resumable by a later process: it goes in chunks (in `auto` mode),
+   * the session is saved after every acknowledged chunk, and a saved session is
+   * continued from where the registry says it stands.
+   */
+  resume?: UploadResume;
+}
+
+/**
+ * How an upload is saved for, and resumed by, a later process (see
+ * {@linkcode UploadOptions.resume}).
+ *
+ * @example
+ * ```ts ignore
+ * const resume: UploadResume = {
+ *   saved: { location: "http://127.0.0.1:5000/v2/app/blobs/uploads/x?_state=y", offset: 8388608 },
+ *   save: async (state) => await records.save(key, state),
+ *   forget: async () => await records.remove(key),
+ *   onResume: (offset) => console.log(`resuming at ${offset} bytes`),
+ * };
+ * ```
+ */
+export interface UploadResume {
+  /** The session an earlier process left: its newest location and the bytes acknowledged. */
+  saved?: { location: string; offset: number };
+  /** Saves the session after every acknowledged chunk. */
+  save(state: { location: string; offset: number }): Promise<void>;
+  /** Forgets the saved session: the blob was committed, or the session cancelled or lost. */
+  forget(): Promise<void>;
+  /** Told the offset a saved session is resumed at (the bytes before it are not sent). */
+  onResume?: (offset: number) => void;
+}
+
+/**
+ * Whether an error is the suspension of an upload (see {@linkcode UploadOptions.suspend}).
+ *
+ * @example
+ * ```ts ignore
+ * if (isSuspended(error)) console.log("stopped; run again to resume");
+ * ```
+ */
+export function isSuspended(error: unknown): boolean {
+  return error instanceof ImagesError && error.code === "SUSPENDED";
 }
 
 /**
@@ -260,6 +310,8 @@ class BlobUpload {
   #confirmedAtFailure = -1;
   #restarts = 0;
   #lastCause?: Error;
+  /** Chunked only because the upload is resumable (`auto` would have streamed). */
+  #chunkedForResume = false;
 
   constructor(
     http: RegistryHttp,
@@ -284,7 +336,13 @@ class BlobUpload {
   async run(): Promise<UploadedBlob> {
     const auto = this.#policy.mode === "auto";
     let mode: Mode = auto ? this.#policy.learnedMode ?? "streaming" : this.#policy.mode as Mode;
+    if (auto && mode === "streaming" && this.#options.resume) {
+      mode = "chunked";
+      this.#chunkedForResume = true;
+    }
     try {
+      this.#checkSuspended();
+      let start = this.#session ? 0 : await this.#reopenSaved();
       for (;;) {
         this.#session ??= await openSession(
           this.#http,
@@ -293,8 +351,20 @@ class BlobUpload {
           this.#options.signal,
         );
         try {
-          return await this.#attempt(mode);
+          const from = start;
+          start = 0;
+          const stored = from > 0 ? await this.#continueSaved(from) : await this.#attempt(mode);
+          await this.#options.resume?.forget();
+          return stored;
         } catch (e) {
+          if (e instanceof Refused && this.#chunkedForResume) {
+            // Chunks were our choice, not the registry's: stream, and learn nothing.
+            this.#log(`chunked upload refused (${e.error.message}); streaming (not resumable)`);
+            this.#chunkedForResume = false;
+            mode = "streaming";
+            await this.#dropSession();
+            continue;
+          }
           if (e instanceof Refused) {
             const next = auto ? NEXT_MODE[mode] : undefined;
             if (!next) throw e.error;
@@ -332,11 +402,98 @@ class BlobUpload {
         }
       }
     } catch (e) {
-      await this.#dropSession();
+      // A suspended upload keeps its session (and its record) for a later resume; so
+      // does a resumable one that gave up on the network (the next run asks the session).
+      const keep = isSuspended(e) ||
+        (this.#options.resume !== undefined && e instanceof RegistryConnectionError &&
+          !this.#options.signal?.aborted);
+      if (!keep) await this.#dropSession();
       throw e;
     } finally {
       await this.#cursor.close();
     }
+  }
+
+  #checkSuspended(): void {
+    if (this.#options.suspend?.aborted) {
+      throw new ImagesError(
+        `${this.#operation}: suspended at byte ${this.#confirmed}; the session is kept`,
+        "SUSPENDED",
+      );
+    }
+  }
+
+  /**
+   * Asks where the session an earlier process saved stands. Returns the offset to
+   * continue from (the session becomes this upload's), or 0 to start fresh (the record
+   * is forgotten when the registry no longer knows the session).
+   */
+  async #reopenSaved(): Promise<number> {
+    const resume = this.#options.resume;
+    const saved = resume?.saved;
+    if (!resume || !saved) return 0;
+    let location: URL;
+    try {
+      location = new URL(saved.location);
+    } catch {
+      await resume.forget();
+      return 0;
+    }
+    if (location.host !== this.#http.host) {
+      // Never send anything to another host on the word of a file.
+      await resume.forget();
+      return 0;
+    }
+    let status;
+    try {
+      status = await sessionStatus(
+        this.#http,
+        this.#repo,
+        location,
+        this.#operation,
+        this.#options.signal,
+      );
+    } catch (e) {
+      // Unreachable registry, or an abort: the record stays for the next run.
+      if (this.#options.signal?.aborted || e instanceof RegistryConnectionError) throw e;
+      this.#log(`the saved session cannot be asked (${(e as Error).message}); starting fresh`);
+      await resume.forget();
+      return 0;
+    }
+    const size = this.#source.size;
+    if (status.state === "gone" || (size !== undefined && status.offset > size)) {
+      this.#log(
+        `the saved session (${saved.offset} bytes) is no longer usable; starting fresh`,
+      );
+      if (status.state === "open") {
+        await cancelSession(this.#http, this.#repo, location, this.#operation);
+      }
+      await resume.forget();
+      return 0;
+    }
+    this.#session = { location: status.location };
+    if (status.offset === 0) return 0;
+    this.#log(
+      `resuming at ${status.offset} bytes (saved: ${saved.offset}); recomputing them locally`,
+    );
+    resume.onResume?.(status.offset);
+    return status.offset;
+  }
+
+  /** Continues a saved session at `offset`: the bytes before it are read and hashed, not sent. */
+  async #continueSaved(offset: number): Promise<UploadedBlob> {
+    this.#confirmed = offset;
+    try {
+      await this.#cursor.seek(offset);
+    } catch (e) {
+      if (!this.#sourceFailed() || !(e instanceof ImagesError) || e.code !== "SIZE_INVALID") {
+        throw e;
+      }
+      this.#cursor.failure = undefined;
+      throw new Restart(`the source is shorter than the ${offset} bytes the session holds`);
+    }
+    this.#progress(offset);
+    return await this.#chunked(offset);
   }
 
   #log(line: string): void {
@@ -347,7 +504,9 @@ class BlobUpload {
   async #dropSession(): Promise<void> {
     const session = this.#session;
     this.#session = undefined;
-    if (session) await cancelSession(this.#http, this.#repo, session.location, this.#operation);
+    if (!session) return;
+    await cancelSession(this.#http, this.#repo, session.location, this.#operation);
+    await this.#options.resume?.forget();
   }
 
   #progress(bytes: number): void {
@@ -539,6 +698,7 @@ class BlobUpload {
     this.#cursor.checkpoint();
     let offset = start;
     for (;;) {
+      if (this.#options.suspend?.aborted && !await this.#cursor.atEnd()) this.#checkSuspended();
       const size = this.#chunkSize();
       const chunk = await this.#cursor.fill(size);
       if (chunk.byteLength === 0) break;
@@ -586,6 +746,7 @@ class BlobUpload {
       offset = end;
       this.#confirmed = end;
       this.#cursor.checkpoint();
+      await this.#options.resume?.save({ location: this.#session!.location.href, offset: end });
       this.#progress(end);
     }
     return await this.#finish();

@@ -6,9 +6,9 @@
  * @module
  */
 
-import { ImagesError } from "../errors.ts";
+import { AbortedError, ImagesError } from "../errors.ts";
 import { resolveLocation } from "./endpoint.ts";
-import { errorFromResponse } from "./errors.ts";
+import { errorFromResponse, RegistryConnectionError } from "./errors.ts";
 import type { HttpResponse } from "./http.ts";
 import type { RegistryHttp } from "./request.ts";
 
@@ -86,8 +86,14 @@ export function sessionOf(res: HttpResponse, operation: string): UploadSession {
   return { location: locationOf(res, operation), ...(minChunk ? { minChunk } : {}) };
 }
 
+/** How long an aborted upload still waits for the answer opening its session, ms. */
+const OPEN_GRACE_MS = 2_000;
+
 /**
- * Opens an upload session in `repo`.
+ * Opens an upload session in `repo`. An abort does not cut the `POST` at once: the
+ * registry may already have opened the session, and nobody could cancel it without
+ * its `Location`. The answer is awaited a little longer ({@linkcode OPEN_GRACE_MS}),
+ * the session it opened is cancelled, and then the abort is thrown.
  *
  * @example
  * ```ts ignore
@@ -101,20 +107,42 @@ export async function openSession(
   operation: string,
   signal?: AbortSignal,
 ): Promise<UploadSession> {
-  const res = await http.send({
-    method: "POST",
-    url: `v2/${repo}/blobs/uploads/`,
-    body: new Uint8Array(0),
-    scopes: [`repository:${repo}:pull,push`],
-    operation,
-    retry: true,
-    signal,
-  });
+  if (signal?.aborted) throw new AbortedError(operation);
+  const grace = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const onAbort = () => timer = setTimeout(() => grace.abort(), OPEN_GRACE_MS);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  let res: HttpResponse;
+  try {
+    res = await http.send({
+      method: "POST",
+      url: `v2/${repo}/blobs/uploads/`,
+      body: new Uint8Array(0),
+      scopes: [`repository:${repo}:pull,push`],
+      operation,
+      retry: true,
+      signal: grace.signal,
+    });
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    clearTimeout(timer);
+  }
   if (res.status !== 202 && res.status !== 201 && res.status !== 200) {
+    if (signal?.aborted) {
+      await res.discard();
+      throw new AbortedError(operation);
+    }
     throw await errorFromResponse(res.toResponse(), operation, "repository");
   }
   await res.discard();
-  return sessionOf(res, operation);
+  const session = sessionOf(res, operation);
+  if (signal?.aborted) {
+    if (session.location.pathname.includes("/blobs/uploads/")) {
+      await cancelSession(http, repo, session.location, operation);
+    }
+    throw new AbortedError(operation);
+  }
+  return session;
 }
 
 /**
@@ -169,8 +197,13 @@ export async function sessionStatus(
   };
 }
 
+/** Attempts at cancelling a session, and the pauses between them (ms). */
+const CANCEL_PAUSES = [100, 400];
+
 /**
- * Cancels a session (`DELETE <location>`), best effort: never throws, waits at most a few seconds.
+ * Cancels a session (`DELETE <location>`), best effort: never throws, waits at most a few
+ * seconds. A connection lost on the way is tried again twice (the `DELETE` is idempotent),
+ * so one dropped connection does not leave the session open at the registry.
  *
  * @example
  * ```ts ignore
@@ -184,20 +217,28 @@ export async function cancelSession(
   location: URL,
   operation: string,
 ): Promise<void> {
-  try {
-    const res = await http.send({
-      method: "DELETE",
-      url: location,
-      scopes: [`repository:${repo}:pull,push`],
-      operation: `${operation} (cancel)`,
-      retry: false,
-      headersTimeoutMs: 5_000,
-    });
-    await res.discard();
-    http.transport.log(`${operation}: upload session cancelled (${res.status})`);
-  } catch (e) {
-    http.transport.log(
-      `${operation}: cancelling the upload session failed: ${(e as Error).message}`,
-    );
+  for (let attempt = 0;; attempt++) {
+    try {
+      const res = await http.send({
+        method: "DELETE",
+        url: location,
+        scopes: [`repository:${repo}:pull,push`],
+        operation: `${operation} (cancel)`,
+        retry: false,
+        headersTimeoutMs: 5_000,
+      });
+      await res.discard();
+      http.transport.log(`${operation}: upload session cancelled (${res.status})`);
+      return;
+    } catch (e) {
+      const again = e instanceof RegistryConnectionError && attempt < CANCEL_PAUSES.length;
+      http.transport.log(
+        `${operation}: cancelling the upload session failed${again ? " (trying again)" : ""}: ${
+          (e as Error).message
+        }`,
+      );
+      if (!again) return;
+      await new Promise((resolve) => setTimeout(resolve, CANCEL_PAUSES[attempt]));
+    }
   }
 }

@@ -3,6 +3,8 @@
  * (Deno or Bun), so the end-to-end tests exercise the CLI on both.
  */
 
+import { Buffer } from "node:buffer";
+import { spawn } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { run, type RunResult } from "./tools.ts";
@@ -24,4 +26,65 @@ export async function runCli(
     check: false,
     input,
   });
+}
+
+/** A command line running in a child process (see {@linkcode startCli}). */
+export interface RunningCli {
+  /** The child's pid. */
+  pid: number;
+  /** What it printed on stderr so far. */
+  stderr(): string;
+  /** Sends it a signal (e.g. `SIGINT`, as Ctrl-C does). */
+  kill(signal: "SIGINT" | "SIGTERM" | "SIGKILL"): void;
+  /** Its exit code (-1 when killed by a signal) and everything it printed. */
+  done: Promise<RunResult>;
+}
+
+/**
+ * Starts `apolo-images ...args` in a child process and returns at once, so a test can
+ * watch it and signal it while it runs.
+ */
+export function startCli(
+  args: string[],
+  env: Record<string, string> = {},
+  input?: string,
+): RunningCli {
+  const command = isBun ? [CLI] : ["run", "-A", "--quiet", CLI];
+  const child = spawn(process.execPath, [...command, ...args], {
+    env: { ...process.env, NO_COLOR: "1", ...env },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  const out: Uint8Array[] = [];
+  const err: Uint8Array[] = [];
+  child.stdout!.on("data", (d: Uint8Array) => out.push(d));
+  child.stderr!.on("data", (d: Uint8Array) => err.push(d));
+  child.stdin!.end(input ?? "");
+  const done = new Promise<RunResult>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const stdoutBytes = new Uint8Array(Buffer.concat(out));
+      resolve({
+        code: code ?? -1,
+        stdout: new TextDecoder().decode(stdoutBytes),
+        stdoutBytes,
+        stderr: Buffer.concat(err).toString("utf8"),
+      });
+    });
+  });
+  return {
+    pid: child.pid!,
+    stderr: () => Buffer.concat(err).toString("utf8"),
+    // process.kill, not child.kill: Deno's child.kill makes a child that handles the
+    // signal and exits with a code look killed by it.
+    kill: (signal) => {
+      if (child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(child.pid!, signal);
+        } catch {
+          // already gone
+        }
+      }
+    },
+    done,
+  };
 }
