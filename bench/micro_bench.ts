@@ -1,0 +1,130 @@
+/**
+ * Micro-benchmarks of the work a push or pull is made of, on the benchmark's synthetic
+ * content (./content.ts):
+ *
+ * - indexing a tar with many entries (`TarIndex.open`, headers only);
+ * - SHA-256 streaming with `node:crypto`, at two chunk sizes;
+ * - compression and decompression through `compressStream`/`decompressStream`
+ *   (gzip 1/2/3/4/6/9, zstd 1/3/9), the output ratio in each name.
+ *
+ * Divide the bytes in a name by the time per iteration for the throughput.
+ *
+ * ```sh
+ * deno bench --allow-all bench/micro_bench.ts
+ * ```
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { open } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import zlib from "node:zlib";
+import { TarIndex } from "../lib/archive/tar_index.ts";
+import { compressStream, decompressStream, type LayerCompression } from "../lib/copy/compress.ts";
+import { ContentStream, layerChunks, planLayer } from "./content.ts";
+
+const MIB = 1024 * 1024;
+
+/** A stream of `data` in chunks of `chunkSize` bytes. */
+function chunked(data: Uint8Array, chunkSize = MIB): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (at >= data.length) return controller.close();
+      controller.enqueue(data.subarray(at, at + chunkSize));
+      at += chunkSize;
+    },
+  });
+}
+
+/** Reads a stream to its end; returns the bytes it carried. */
+async function drain(stream: ReadableStream<Uint8Array>): Promise<number> {
+  let total = 0;
+  for await (const chunk of stream) total += chunk.length;
+  return total;
+}
+
+// A tar of many small files, like a layer of a real image (data is skipped by the index).
+const tarPath = join(tmpdir(), `bench-index-${Deno.pid}.tar`);
+const plan = planLayer("index", 256 * MIB, {
+  minFile: 64,
+  maxFile: 32 * 1024,
+  filesPerDirectory: 100,
+});
+{
+  const file = await open(tarPath, "w");
+  for (const chunk of layerChunks(plan)) await file.write(chunk);
+  await file.close();
+}
+globalThis.addEventListener("unload", () => Deno.removeSync(tarPath)); // also after a failure
+
+Deno.bench({
+  name: `tar index: ${plan.entries.length} entries, ${(plan.size / MIB).toFixed(0)} MiB`,
+  group: "tar",
+  n: 10,
+  async fn() {
+    const index = await TarIndex.open(tarPath);
+    await index.close();
+  },
+});
+
+const content = new Uint8Array(64 * MIB);
+new ContentStream("micro").fill(content);
+
+for (const chunkSize of [64 * 1024, MIB]) {
+  Deno.bench({
+    name: `sha256: 64 MiB in ${chunkSize / 1024} KiB chunks`,
+    group: "sha256",
+    n: 10,
+    fn() {
+      const hash = createHash("sha256");
+      for (let at = 0; at < content.length; at += chunkSize) {
+        hash.update(content.subarray(at, at + chunkSize));
+      }
+      hash.digest();
+    },
+  });
+}
+
+const sample = content.subarray(0, 16 * MIB);
+const cases: [LayerCompression, number][] = [
+  ["gzip", 1],
+  ["gzip", 2],
+  ["gzip", 3],
+  ["gzip", 4],
+  ["gzip", 6],
+  ["gzip", 9],
+  ["zstd", 1],
+  ["zstd", 3],
+  ["zstd", 9],
+];
+for (const [format, level] of cases) {
+  const packed = format === "gzip"
+    ? zlib.gzipSync(sample, { level })
+    : zlib.zstdCompressSync(sample, {
+      params: { [zlib.constants.ZSTD_c_compressionLevel]: level },
+    });
+  const ratio = (packed.length / sample.length).toFixed(3);
+  Deno.bench({
+    name: `compress ${format}-${level}: 16 MiB → ratio ${ratio}`,
+    group: "compress",
+    n: 5,
+    warmup: 1,
+    async fn() {
+      await drain(chunked(sample).pipeThrough(compressStream(format, { level })));
+    },
+  });
+  if (level === (format === "gzip" ? 6 : 3)) {
+    Deno.bench({
+      name: `decompress ${format}-${level}: 16 MiB`,
+      group: "decompress",
+      n: 5,
+      warmup: 1,
+      async fn() {
+        await drain(chunked(new Uint8Array(packed)).pipeThrough(decompressStream(format)));
+      },
+    });
+  }
+}
