@@ -86,6 +86,7 @@ describe("resuming a push after the process stopped", { skip: !registryAvailable
   });
   const pushArgs = (repo: string) => [
     "push",
+    "--resumable",
     "--debug",
     "--progress",
     "plain",

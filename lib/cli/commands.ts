@@ -195,7 +195,7 @@ async function openImages(line: CommandLine): Promise<Images> {
     compression: compression as LayerCompression | undefined,
     compressionLevel: intOption(line, "compression-level", 1, 19),
     concurrency: intOption(line, "concurrency", 1, 32),
-    resumableUploads: true,
+    resumableUploads: line.options.resumable === true,
     log: line.debug ? (l) => process.stderr.write(`debug: ${l}\n`) : undefined,
   });
 }

@@ -31,13 +31,16 @@ PATH is a \`docker save\` archive, an OCI archive or an OCI layout directory (de
 the local store, $APOLO_IMAGES_STORE). Without REMOTE_IMAGE the image goes to the current
 cluster, org and owner under its local name; a missing tag means "latest".
 
-Large layers (over two 8 MiB chunks) are sent in chunks, and their upload sessions are
-saved in the cache folder ($XDG_CACHE_HOME/apolo-images/uploads): a push stopped by
-SIGTERM (exit 143: chunks in flight finish, sessions are kept) or killed, run again,
-resumes each such layer where the registry stands. Ctrl-C (SIGINT) cancels instead.
+With --resumable, large layers (over two 8 MiB chunks) are sent in chunks and their
+upload sessions are saved in the cache folder ($XDG_CACHE_HOME/apolo-images/uploads):
+a push stopped by SIGTERM (exit 143: chunks in flight finish, sessions are kept), run
+again, resumes each such layer where the registry stands, recomputing instead of
+resending what it had. Chunked uploads cost about a third of the speed on a fast
+network, so this is for big layers over slow or flaky links. Ctrl-C (SIGINT) cancels.
 
 Options:
   --input PATH                 archive or layout to read
+  --resumable                  keep upload sessions so a stopped push can resume
   --compression gzip|zstd      compression of uncompressed layers (default gzip)
   --compression-level N        gzip 1-9, zstd 1-19
   --concurrency N              layers at once (default 3)

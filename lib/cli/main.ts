@@ -31,7 +31,7 @@ export const EXIT_TERMINATED = 143;
  *
  * SIGINT (Ctrl-C) cancels: upload sessions are cancelled. SIGTERM (what CI runners send
  * on timeout) stops a push gracefully: no new chunk starts, chunks in flight finish, and
- * the upload sessions are kept so the same push run again resumes them; other commands
+ * the upload sessions are kept so the same push run again resumes them (with --resumable); other commands
  * are cancelled. A second signal of either kind exits at once.
  */
 export async function main(args: string[]): Promise<number> {
@@ -45,17 +45,17 @@ export async function main(args: string[]): Promise<number> {
   };
   process.on("SIGINT", onInterrupt);
   const suspend = new AbortController();
-  let command: string | undefined;
+  let resumable = false;
   const onTerminate = () => {
     if (++interrupts > 1) process.exit(EXIT_TERMINATED);
     suspend.abort(new ImagesError("terminated", "SUSPENDED"));
-    if (command !== "push") abort.abort(new ImagesError("terminated", "ABORTED"));
+    if (!resumable) abort.abort(new ImagesError("terminated", "ABORTED"));
   };
   process.on("SIGTERM", onTerminate);
   try {
     const line = parseCommandLine(args, process.env);
     debug = line.debug;
-    command = line.command;
+    resumable = line.command === "push" && line.options.resumable === true;
     if (line.help) {
       process.stdout.write((line.command ? COMMAND_HELP[line.command] : MAIN_HELP) + "\n");
       return 0;

@@ -48,6 +48,7 @@ const COMMAND_OPTIONS = {
     compression: { type: "string" },
     "compression-level": { type: "string" },
     concurrency: { type: "string" },
+    resumable: { type: "boolean" },
   },
   pull: {
     output: { type: "string" },
