@@ -102,7 +102,8 @@ export async function openOciLayoutDestination(dir: string): Promise<OciLayoutDe
       created = true;
       await writeFile(join(dir, "oci-layout"), OCI_LAYOUT_BYTES, { flag: "wx" });
     } catch (e) {
-      if (errorCode(e) !== "EEXIST") throw e;
+      if (created) await rm(dir, { recursive: true, force: true });
+      if (errorCode(e) !== "EEXIST" || created) throw e;
     }
   }
   await checkBlobsDirectory(dir, created);
