@@ -74,6 +74,19 @@ describe("TarWriter", () => {
     await removeTempDir(path);
   });
 
+  it("stamps entries with the writer's mtime unless an entry gives its own", async () => {
+    const path = join(dir, "mtime.tar");
+    const writer = await TarWriter.create(path, { mtime: 1_700_000_000 });
+    await writer.addFile("a.txt", new TextEncoder().encode("a"));
+    await writer.addFile("b.txt", new TextEncoder().encode("b"), { mtime: 1_600_000_000 });
+    await writer.finish();
+    await writer.commit();
+    const listing = (await run("tar", ["--utc", "--full-time", "-tvf", path])).stdout;
+    assert.match(listing, /2023-11-14 22:13:20 a\.txt/);
+    assert.match(listing, /2020-09-13 12:26:40 b\.txt/);
+    await removeTempDir(path);
+  });
+
   it("writes pax headers for long names and link targets that GNU tar reads", async () => {
     const path = join(dir, "long.tar");
     const longName = `${"dir-".repeat(40)}/${"n".repeat(180)}.txt`; // over 255 bytes

@@ -154,7 +154,7 @@ export class TarWriter {
   /** Encodes the header blocks of an entry (a pax header first when needed). */
   #headers(fields: TarHeaderFields): Uint8Array {
     const pax = needsPax(fields);
-    const main: TarHeaderFields = { mtime: this.#mtime, ...fields };
+    const main: TarHeaderFields = { ...fields, mtime: fields.mtime ?? this.#mtime };
     if (Object.keys(pax).length === 0) return encodeTarHeader(main);
     const records = encodePaxRecords(pax);
     const base = asciiTail(fields.name.split("/").pop()!, 80);
