@@ -42,7 +42,7 @@ describe("WWW-Authenticate parser", () => {
         'scope="repository:a/b:pull,push",error="insufficient_scope"',
     );
     assert.equal(c.scheme, "bearer");
-    assert.deepEqual(c.params, {
+    assert.deepEqual({ ...c.params }, {
       realm: "https://auth.example.com/token",
       service: "registry.example.com",
       scope: "repository:a/b:pull,push",
@@ -347,5 +347,21 @@ describe("credentials", () => {
     assert.equal(configHostKey("docker.io"), "index.docker.io");
     assert.equal(configHostKey("https://index.docker.io/v1/"), "index.docker.io");
     assert.equal(configHostKey("HTTP://R.example.com:5000/v2/"), "r.example.com:5000");
+  });
+});
+
+describe("hostile header parameters", () => {
+  it("keeps challenge parameters named like Object members", () => {
+    const [c] = parseChallenges('Bearer realm="https://a/token",constructor="x",service="r"');
+    assert.equal(c.params.constructor, "x");
+    assert.equal(c.params.service, "r");
+  });
+
+  it("does not read rel out of another parameter's quotes", () => {
+    assert.equal(
+      parseLinkNext('</v2/_catalog?last=a>; title="; rel=next "; rel="prev"'),
+      undefined,
+    );
+    assert.equal(parseLinkNext('</a>; foo; rel="prev next"'), "/a");
   });
 });

@@ -79,7 +79,8 @@ export function parseChallenges(header: string | null | undefined): Challenge[] 
     skipSeparators();
     const scheme = token();
     if (!scheme) break;
-    const challenge: Challenge = { scheme: scheme.toLowerCase(), params: {} };
+    // A prototype-free object, so parameters named like Object's members are kept.
+    const challenge: Challenge = { scheme: scheme.toLowerCase(), params: Object.create(null) };
     out.push(challenge);
     skipSpace();
     if (i < s.length && s[i] !== "," && !paramAhead()) {
@@ -98,7 +99,7 @@ export function parseChallenges(header: string | null | undefined): Challenge[] 
       i++; // "="
       skipSpace();
       const value = s[i] === '"' ? quoted() : token();
-      if (!(name in challenge.params)) challenge.params[name] = value;
+      if (!Object.hasOwn(challenge.params, name)) challenge.params[name] = value;
     }
   }
   return out;

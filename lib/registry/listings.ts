@@ -42,10 +42,20 @@ export function parseLinkNext(header: string | null | undefined): string | undef
   const text = header.slice(0, 16 * 1024);
   const re = /<([^>]*)>([^<]*)/g;
   for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-    const params = m[2];
-    const rel = /(?:^|;)\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,]+))/i.exec(params);
-    const value = rel?.[1] ?? rel?.[2];
+    const value = linkParam(m[2], "rel");
     if (value && value.toLowerCase().split(/\s+/).includes("next")) return m[1];
+  }
+  return undefined;
+}
+
+/**
+ * One parameter of a `Link` value, read in order from the start so that text inside
+ * another parameter's quotes is never taken for a parameter of its own.
+ */
+function linkParam(params: string, wanted: string): string | undefined {
+  const param = /\s*;\s*([^\s=;,"]+)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;,"]*)))?/y;
+  for (let m = param.exec(params); m !== null; m = param.exec(params)) {
+    if (m[1].toLowerCase() === wanted) return m[2] ?? m[3];
   }
   return undefined;
 }
