@@ -50,6 +50,19 @@ export {
   InvalidReferenceError,
   NotFoundError,
 } from "./lib/errors.ts";
+export {
+  AuthenticationError,
+  AuthorizationError,
+  BlobNotFoundError,
+  ManifestNotFoundError,
+  RegistryConnectionError,
+  RegistryError,
+  RegistryNotFoundError,
+  RepositoryNotFoundError,
+  TooManyRequestsError,
+  UnsupportedError,
+} from "./lib/registry/errors.ts";
+export type { OciErrorEntry, RegistryErrorInfo } from "./lib/registry/errors.ts";
 export { defaultStorePath, type OutputFormat } from "./lib/store.ts";
 export { defaultCacheDir } from "./lib/copy/blob_cache.ts";
 export type { Platform } from "./lib/oci/manifest.ts";

@@ -198,18 +198,17 @@ export class UnsupportedError extends RegistryError {
 }
 
 /**
- * A manifest (a tag or a digest) that the repository does not have.
+ * Something the registry answered 404 for: the base of the manifest, blob and repository
+ * cases, carrying the status and the OCI error entries.
  *
  * @example
  * ```ts
- * import { ManifestNotFoundError } from "./errors.ts";
- * const e = new ManifestNotFoundError("get manifest r.example.com/app:1: not found", {
- *   status: 404,
- * });
- * console.log(e.code); // NOT_FOUND
+ * import { RegistryNotFoundError } from "./errors.ts";
+ * const e = new RegistryNotFoundError("get r.example.com/app: not found", { status: 404 });
+ * console.log(e.status); // 404
  * ```
  */
-export class ManifestNotFoundError extends NotFoundError {
+export class RegistryNotFoundError extends NotFoundError {
   /** The HTTP status (404). */
   readonly status?: number;
   /** The OCI error entries of the registry's answer. */
@@ -227,6 +226,20 @@ export class ManifestNotFoundError extends NotFoundError {
     this.errors = info.errors ?? [];
   }
 }
+
+/**
+ * A manifest (a tag or a digest) that the repository does not have.
+ *
+ * @example
+ * ```ts
+ * import { ManifestNotFoundError } from "./errors.ts";
+ * const e = new ManifestNotFoundError("get manifest r.example.com/app:1: not found", {
+ *   status: 404,
+ * });
+ * console.log(e.code); // NOT_FOUND
+ * ```
+ */
+export class ManifestNotFoundError extends RegistryNotFoundError {}
 
 /**
  * A blob that the repository does not have.
@@ -240,24 +253,7 @@ export class ManifestNotFoundError extends NotFoundError {
  * console.log(e.status); // 404
  * ```
  */
-export class BlobNotFoundError extends NotFoundError {
-  /** The HTTP status (404). */
-  readonly status?: number;
-  /** The OCI error entries of the registry's answer. */
-  readonly errors: OciErrorEntry[];
-
-  /**
-   * Creates the error.
-   *
-   * @param message the operation and what was not found
-   * @param info status, OCI errors and cause
-   */
-  constructor(message: string, info: RegistryErrorInfo = {}) {
-    super(message, info.cause === undefined ? undefined : { cause: info.cause });
-    this.status = info.status;
-    this.errors = info.errors ?? [];
-  }
-}
+export class BlobNotFoundError extends RegistryNotFoundError {}
 
 /**
  * A repository that the registry does not have.
@@ -271,24 +267,7 @@ export class BlobNotFoundError extends NotFoundError {
  * console.log(e.status); // 404
  * ```
  */
-export class RepositoryNotFoundError extends NotFoundError {
-  /** The HTTP status (404). */
-  readonly status?: number;
-  /** The OCI error entries of the registry's answer. */
-  readonly errors: OciErrorEntry[];
-
-  /**
-   * Creates the error.
-   *
-   * @param message the operation and what was not found
-   * @param info status, OCI errors and cause
-   */
-  constructor(message: string, info: RegistryErrorInfo = {}) {
-    super(message, info.cause === undefined ? undefined : { cause: info.cause });
-    this.status = info.status;
-    this.errors = info.errors ?? [];
-  }
-}
+export class RepositoryNotFoundError extends RegistryNotFoundError {}
 
 /**
  * What a failed answer was about, to pick the error type and word the message.
