@@ -170,8 +170,10 @@ export class Authenticator {
     }
     this.#learnBearer(challenge);
     if (sent?.startsWith("Bearer ")) {
-      const refused = sent.slice("Bearer ".length);
-      this.#tokens = this.#tokens.filter((t) => t.token !== refused);
+      // The registry refused a token (expired early, or revoked): the others cached,
+      // received about the same time, are just as suspect, and the one new attempt must
+      // not pick one of them. Every scope gets a fresh token.
+      this.#tokens = [];
     }
     const extra = challenge.params.scope ? challenge.params.scope.split(" ").filter(Boolean) : [];
     return { retry: true, scopes: mergeScopes([...scopes, ...extra]) };
