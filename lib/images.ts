@@ -8,8 +8,8 @@
 
 import { stat } from "node:fs/promises";
 import { ImagesError } from "./errors.ts";
-import { type Descriptor, parseManifest, type Platform } from "./oci/manifest.ts";
-import { copyImage, hostPlatform } from "./copy/copy.ts";
+import { parseManifest, type Platform } from "./oci/manifest.ts";
+import { copyImage, findPlatform, hostPlatform } from "./copy/copy.ts";
 import { BlobCache, defaultCacheDir } from "./copy/blob_cache.ts";
 import { UploadRecords } from "./copy/upload_records.ts";
 import { CompressorPool } from "./copy/parallel_compress.ts";
@@ -161,16 +161,9 @@ export class Images {
     });
   }
 
-  /** The registry host of a cluster (default: the current one). */
+  /** The registry host of a cluster (default: the current one), as image references name it. */
   registryHost(clusterName: string = this.#options.clusterName): string {
-    const url = this.#options.registries[clusterName];
-    if (!url) {
-      throw new ImagesError(
-        `no registry configured for cluster ${JSON.stringify(clusterName)}`,
-        "CONFIG_INVALID",
-      );
-    }
-    return hostOf(url);
+    return this.parser.registryOf(clusterName);
   }
 
   /** The client of the registry an image lives in. */
@@ -178,7 +171,11 @@ export class Images {
     const host = image.registry ?? "registry-1.docker.io";
     let client = this.#clients.get(host);
     if (!client) {
-      const configured = Object.values(this.#options.registries).find((u) => hostOf(u) === host);
+      // The configured URL (with its scheme) of the cluster whose registry this is, so
+      // the hosts compare the way the parser normalised them.
+      const cluster = Object.keys(this.#options.registries)
+        .find((c) => this.parser.registryOf(c) === host);
+      const configured = cluster === undefined ? undefined : this.#options.registries[cluster];
       const { username, password } = this.#options;
       client = new RegistryClient({
         url: configured ?? host,
@@ -339,10 +336,9 @@ export class Images {
     let got = await client.getManifest(image.repository, tag);
     let parsed = parseManifest(got.bytes, `manifest of ${image}`, got.mediaType);
     if (parsed.kind === "index") {
-      const wanted = hostPlatform();
-      const child: Descriptor | undefined = parsed.index.manifests.find((d) =>
-        d.platform?.os === wanted.os && d.platform.architecture === wanted.architecture
-      ) ?? parsed.index.manifests[0];
+      // The host's platform, else the first: the size a pull here would download.
+      const child = findPlatform(parsed.index.manifests, hostPlatform()) ??
+        parsed.index.manifests[0];
       if (!child) {
         return new Tag(tag, 0);
       }
@@ -352,9 +348,4 @@ export class Images {
     const layers = parsed.kind === "manifest" ? parsed.manifest.layers : [];
     return new Tag(tag, layers.reduce((sum, l) => sum + l.size, 0));
   }
-}
-
-/** `host[:port]` of a registry URL or bare host. */
-function hostOf(url: string): string {
-  return /^[a-z]+:\/\//i.test(url) ? new URL(url).host : url.replace(/\/.*$/, "");
 }

@@ -118,6 +118,22 @@ export function hostPlatform(): Platform {
   return { os: "linux", architecture: arch };
 }
 
+/**
+ * The entry of an index for a platform (a variant is matched only when asked for).
+ *
+ * @example
+ * ```ts ignore
+ * import { findPlatform, hostPlatform } from "./copy.ts";
+ * const child = findPlatform(index.manifests, hostPlatform());
+ * ```
+ */
+export function findPlatform(
+  manifests: readonly Descriptor[],
+  wanted: Platform,
+): Descriptor | undefined {
+  return manifests.find((d) => platformMatches(d.platform, wanted));
+}
+
 /** Whether an index entry's platform matches the one asked for. */
 function platformMatches(candidate: Platform | undefined, wanted: Platform): boolean {
   if (!candidate) return false;
@@ -162,7 +178,7 @@ class Copier {
     }
     const wanted = this.#options.platform ?? hostPlatform();
     if (wanted === "all") return await this.#copyIndex(descriptor, bytes, parsed.index, name);
-    const child = parsed.index.manifests.find((d) => platformMatches(d.platform, wanted));
+    const child = findPlatform(parsed.index.manifests, wanted);
     if (!child) {
       const held = parsed.index.manifests.map((d) =>
         d.platform ? formatPlatform(d.platform) : "(no platform)"
