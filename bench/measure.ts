@@ -6,7 +6,7 @@
  * @module
  */
 
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -38,7 +38,7 @@ export interface MeasureOptions {
   cwd?: string;
   /** Kill it after this many milliseconds (default one hour). */
   timeoutMs?: number;
-  /** First wait (up to 10 min) until the machine is nearly idle; see {@linkcode waitForIdle}. */
+  /** First flush dirty pages (`sync`) and wait (up to 10 min) until the machine is nearly idle; see {@linkcode waitForIdle}. */
   waitIdle?: boolean;
 }
 
@@ -61,6 +61,9 @@ export async function measure(
     throw new Error(`${TIME_BINARY} is missing: apt-get install time`);
   }
   if (options.waitIdle) {
+    // Flush what earlier steps wrote (gigabytes of archives and registry blobs), so the
+    // kernel's writeback of them is not counted against this command.
+    execFileSync("sync");
     const waited = await waitForIdle();
     if (waited > 2) console.error(`  (waited ${waited.toFixed(0)} s for the machine to be idle)`);
   }
