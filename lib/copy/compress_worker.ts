@@ -17,7 +17,7 @@ import vm from "node:vm";
 
 // Collect the blocks' garbage every few dozen MiB (see lib/gc.ts for why).
 let collect = () => {};
-if (globalThis.Bun?.gc) collect = () => globalThis.Bun.gc(false);
+if (globalThis.Bun?.gc) collect = () => globalThis.Bun.gc(true);
 else {
   try {
     v8.setFlagsFromString("--expose-gc");
