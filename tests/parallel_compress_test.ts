@@ -9,6 +9,12 @@ import { decompressStream } from "../lib/copy/compress.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 import { detectCompression } from "../lib/oci/media_types.ts";
 import { readAll, streamOf } from "../lib/streams.ts";
+import { adoptChunk, CHUNK_SIZE, giveChunk, takeChunk } from "../lib/chunk_pool.ts";
+import { rangeStream } from "../lib/archive/file_io.ts";
+import { open, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import process from "node:process";
+import { join } from "node:path";
 
 /** Input cut into uneven chunks, so block boundaries never line up with chunks. */
 function chunked(data: Uint8Array, chunk: number): ReadableStream<Uint8Array> {
@@ -69,5 +75,72 @@ describe("parallel compression", () => {
       const back = await readAll(streamOf(out).pipeThrough(decompressStream("gzip")), 1e8, "h");
       assert.equal(sha256Digest(back), sha256Digest(inputs[i]));
     }
+  });
+
+  it("takes whole chunks read from a file as blocks, and leaves other chunks intact", async () => {
+    const path = join(tmpdir(), `parallel-compress-${process.pid}-${Date.now()}.bin`);
+    await writeFile(path, data);
+    const handle = await open(path);
+    try {
+      const seen: Uint8Array[] = [];
+      const fromFile = rangeStream(handle, 0, data.byteLength).pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            seen.push(chunk);
+            controller.enqueue(chunk);
+          },
+        }),
+      );
+      const viaFile = await readAll(
+        fromFile.pipeThrough(parallelCompressStream(pool, "gzip", 2)),
+        1e8,
+        "file",
+      );
+      // Three whole 1 MiB chunks were taken over (emptied), the short last one was copied.
+      assert.deepEqual(seen.map((c) => c.byteLength), [0, 0, 0, 12345]);
+      const copies: Uint8Array[] = [];
+      const fromCopies = chunked(data, CHUNK_SIZE).pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            copies.push(chunk);
+            controller.enqueue(chunk);
+          },
+        }),
+      );
+      const viaCopies = await readAll(
+        fromCopies.pipeThrough(parallelCompressStream(pool, "gzip", 2)),
+        1e8,
+        "copies",
+      );
+      assert.deepEqual(copies.map((c) => c.byteLength), [
+        CHUNK_SIZE,
+        CHUNK_SIZE,
+        CHUNK_SIZE,
+        12345,
+      ]);
+      assert.equal(sha256Digest(viaFile), sha256Digest(viaCopies));
+      const back = await readAll(streamOf(viaFile).pipeThrough(decompressStream("gzip")), 1e8, "b");
+      assert.equal(sha256Digest(back), sha256Digest(data));
+    } finally {
+      await handle.close();
+      await rm(path, { force: true });
+    }
+  });
+});
+
+describe("chunk pool", () => {
+  it("adopts only its own whole chunks, detaching them, and reuses what is given back", () => {
+    const foreign = new Uint8Array(CHUNK_SIZE).fill(1);
+    assert.equal(adoptChunk(foreign), undefined);
+    assert.equal(foreign.byteLength, CHUNK_SIZE);
+    const pooled = takeChunk();
+    assert.equal(adoptChunk(pooled.subarray(0, 10)), undefined);
+    const mine = adoptChunk(pooled)!;
+    assert.equal(pooled.byteLength, 0);
+    assert.equal(mine.byteLength, CHUNK_SIZE);
+    assert.equal(adoptChunk(mine), undefined); // adopted memory is not handed out any more
+    mine[0] = 42;
+    giveChunk(mine);
+    assert.equal(takeChunk()[0], 42);
   });
 });

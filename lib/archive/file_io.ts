@@ -8,10 +8,11 @@
 
 import type { FileHandle } from "node:fs/promises";
 import { AbortedError, ImagesError } from "../errors.ts";
+import { CHUNK_SIZE, takeChunk } from "../chunk_pool.ts";
 import { noteGarbage } from "../gc.ts";
 
-/** The chunk size streams read with. */
-export const CHUNK_SIZE = 1024 * 1024;
+/** The chunk size streams read with (pooled buffers, see lib/chunk_pool.ts). */
+export { CHUNK_SIZE };
 
 /**
  * Reads up to `length` bytes at `position`, looping over short reads; returns fewer
@@ -32,13 +33,35 @@ export async function readAt(
   length: number,
 ): Promise<Uint8Array> {
   const buffer = new Uint8Array(length);
+  const done = await readInto(handle, buffer, position);
+  return done === length ? buffer : buffer.subarray(0, done);
+}
+
+/**
+ * Fills `buffer` from `position`, looping over short reads; returns the bytes read,
+ * fewer than the buffer holds only at the end of the file.
+ *
+ * @example
+ * ```ts
+ * import { open } from "node:fs/promises";
+ * import { readInto } from "./file_io.ts";
+ * const fh = await open("deno.json");
+ * const got = await readInto(fh, new Uint8Array(16), 0);
+ * await fh.close();
+ * ```
+ */
+export async function readInto(
+  handle: FileHandle,
+  buffer: Uint8Array,
+  position: number,
+): Promise<number> {
   let done = 0;
-  while (done < length) {
-    const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
+  while (done < buffer.length) {
+    const { bytesRead } = await handle.read(buffer, done, buffer.length - done, position + done);
     if (bytesRead === 0) break;
     done += bytesRead;
   }
-  return done === length ? buffer : buffer.subarray(0, done);
+  return done;
 }
 
 /**
@@ -112,13 +135,20 @@ export function rangeStream(
         return;
       }
       const want = Math.min(chunkSize, length - offset);
-      const chunk = await readAt(handle, position + offset, want);
+      let chunk: Uint8Array;
+      if (want === CHUNK_SIZE) {
+        // A pooled buffer: a consumer that copies it away (compression) gives it back.
+        const pooled = takeChunk();
+        chunk = pooled.subarray(0, await readInto(handle, pooled, position + offset));
+      } else {
+        chunk = await readAt(handle, position + offset, want);
+        noteGarbage(chunk.length);
+      }
       if (chunk.length === 0) {
         throw options.onShort?.(offset) ??
           new Error(`file ended after ${offset} of ${length} bytes`);
       }
       offset += chunk.length;
-      noteGarbage(chunk.length);
       controller.enqueue(chunk);
       if (offset >= length) controller.close();
     },

@@ -14,9 +14,10 @@ import { ImagesError } from "../errors.ts";
 import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
 import { COMPRESS_WORKER_SOURCE } from "./compress_worker.ts";
 import { noteGarbage } from "../gc.ts";
+import { adoptChunk, CHUNK_SIZE, giveChunk, takeChunk } from "../chunk_pool.ts";
 
 /** Uncompressed bytes per block: large enough that the ratio loss is negligible. */
-export const BLOCK_SIZE = 1024 * 1024;
+export const BLOCK_SIZE: number = CHUNK_SIZE;
 
 /**
  * Blocks each worker gets for every one the calling thread compresses. The calling thread
@@ -53,7 +54,6 @@ export class CompressorPool {
   #users = 0;
   #url?: string;
   #failure?: Error;
-  readonly #freeBlocks: Uint8Array[] = [];
   readonly #pending = new Map<number, Pending>();
 
   /**
@@ -72,14 +72,12 @@ export class CompressorPool {
 
   /** A block buffer of {@linkcode BLOCK_SIZE} bytes: a returned one if any, else a new one. */
   takeBlock(): Uint8Array {
-    return this.#freeBlocks.pop() ?? new Uint8Array(BLOCK_SIZE);
+    return takeChunk();
   }
 
   /** Returns a block buffer for reuse (allocating fewer buffers keeps memory flat). */
   giveBlock(block: Uint8Array): void {
-    if (block.byteLength === BLOCK_SIZE && this.#freeBlocks.length < 2 * this.size + 2) {
-      this.#freeBlocks.push(block);
-    }
+    giveChunk(block);
   }
 
   /** Marks a user of the pool; pair with {@linkcode CompressorPool.release}. */
@@ -193,6 +191,8 @@ function workersAvailable(): boolean {
  * A stream that compresses in parallel on `pool`, in blocks of {@linkcode BLOCK_SIZE};
  * without workers it falls back to one-thread streaming compression (same format, other
  * bytes). At most `pool.size + 1` blocks of a stream are in flight, so memory stays small.
+ * Whole chunks from a file stream (lib/chunk_pool.ts) are taken over as blocks instead of
+ * copied: they are empty afterwards for anyone still holding them.
  *
  * @example
  * ```ts
@@ -232,6 +232,13 @@ export function parallelCompressStream(
   };
   return new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
+      // A whole pooled chunk read from a file becomes the block itself: no copy.
+      const owned = filled === 0 ? adoptChunk(chunk) : undefined;
+      if (owned) {
+        dispatch(owned);
+        await drain(controller, pool.size);
+        return;
+      }
       let at = 0;
       while (at < chunk.byteLength) {
         const take = Math.min(BLOCK_SIZE - filled, chunk.byteLength - at);

@@ -1,0 +1,85 @@
+/**
+ * Reusable 1 MiB buffers for the bytes a push reads and compresses, so gigabytes of
+ * layers do not leave gigabytes of garbage behind (each collection of it costs
+ * milliseconds, and until it runs the memory stays taken).
+ *
+ * A buffer is reused only once nobody else can reach it: the reader hands out buffers
+ * from {@linkcode takeChunk}; a consumer that is done with such a chunk takes it over
+ * with {@linkcode adoptChunk}, which detaches it (every view anybody still holds becomes
+ * empty), and later gives the memory back with {@linkcode giveChunk}.
+ *
+ * @module
+ */
+
+import { noteGarbage } from "./gc.ts";
+
+/** Bytes per chunk: the size file streams read and compression blocks hold. */
+export const CHUNK_SIZE = 1024 * 1024;
+
+/** Buffers kept for reuse at most (more in flight are dropped when given back). */
+const MAX_FREE = 16;
+
+const free: ArrayBuffer[] = [];
+const handedOut = new WeakSet<ArrayBuffer>();
+
+/**
+ * A chunk of {@linkcode CHUNK_SIZE} bytes to read into: a returned one if any, else a
+ * new one (counted as future garbage). Its content is whatever it last held.
+ *
+ * @example
+ * ```ts
+ * import { CHUNK_SIZE, takeChunk } from "./chunk_pool.ts";
+ * const chunk = takeChunk();
+ * console.log(chunk.byteLength === CHUNK_SIZE); // true
+ * ```
+ */
+export function takeChunk(): Uint8Array {
+  let buffer = free.pop();
+  if (!buffer) {
+    buffer = new ArrayBuffer(CHUNK_SIZE);
+    noteGarbage(CHUNK_SIZE);
+  }
+  handedOut.add(buffer);
+  return new Uint8Array(buffer);
+}
+
+/**
+ * Takes over a whole chunk that came from {@linkcode takeChunk}: returns a view of its
+ * memory that only the caller holds (the given view and any other become empty), or
+ * `undefined` for any other bytes, which stay untouched.
+ *
+ * @example
+ * ```ts
+ * import { adoptChunk, takeChunk } from "./chunk_pool.ts";
+ * const chunk = takeChunk();
+ * const mine = adoptChunk(chunk)!;
+ * console.log(chunk.byteLength, mine.byteLength); // 0 1048576
+ * ```
+ */
+export function adoptChunk(chunk: Uint8Array): Uint8Array | undefined {
+  const buffer = chunk.buffer;
+  if (
+    !(buffer instanceof ArrayBuffer) || !handedOut.has(buffer) ||
+    chunk.byteOffset !== 0 || chunk.byteLength !== CHUNK_SIZE
+  ) return undefined;
+  handedOut.delete(buffer);
+  return new Uint8Array(buffer.transfer());
+}
+
+/**
+ * Gives back a chunk's memory for reuse. Only for memory nobody else can reach: a chunk
+ * from {@linkcode adoptChunk}, or one that came back from a worker by transfer.
+ *
+ * @example
+ * ```ts
+ * import { adoptChunk, giveChunk, takeChunk } from "./chunk_pool.ts";
+ * giveChunk(adoptChunk(takeChunk())!);
+ * ```
+ */
+export function giveChunk(chunk: Uint8Array): void {
+  const buffer = chunk.buffer;
+  if (
+    buffer instanceof ArrayBuffer && buffer.byteLength === CHUNK_SIZE &&
+    chunk.byteLength === CHUNK_SIZE && free.length < MAX_FREE
+  ) free.push(buffer);
+}
