@@ -84,6 +84,30 @@ describe("copy engine", () => {
     }
   });
 
+  it("starts the largest layers first and keeps the manifest's layer order", async () => {
+    const source = new MemoryEnd();
+    const top = dockerImage(source, "app:1", ["bb", "a", "dddd", "ccc"]);
+    const destination = new MemoryEnd();
+    const started: string[] = [];
+    const result = await copyImage(source, destination, {
+      operation: "push",
+      compression: { format: "gzip" },
+      concurrency: 1,
+      onStep: (s) => s.status === "Preparing" && started.push(s.layerId),
+    });
+    const original = JSON.parse(new TextDecoder().decode(source.manifests.get(top.digest)!.bytes));
+    const ids = original.layers.map((l: { digest: string }) => l.digest.slice(7, 19));
+    assert.deepEqual(started, [ids[2], ids[3], ids[0], ids[1]]);
+    const manifest = JSON.parse(
+      new TextDecoder().decode(destination.manifests.get(result.descriptor.digest)!.bytes),
+    );
+    for (const [i, layer] of manifest.layers.entries()) {
+      const gz = destination.blobs.get(layer.digest)!;
+      const raw = await readAll(streamOf(gz).pipeThrough(decompressStream("gzip")), 1e7, "layer");
+      assert.equal(sha256Digest(raw), original.layers[i].digest);
+    }
+  });
+
   it("copies blobs as they are without compression and skips what the destination has", async () => {
     const source = new MemoryEnd();
     const top = dockerImage(source, "app:1", ["x", "y"]);

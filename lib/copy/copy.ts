@@ -252,10 +252,15 @@ class Copier {
     // A suspended layer does not stop the others at once (that would cancel their
     // sessions): each stops at its next chunk, and the suspension is thrown after.
     let suspended: unknown;
-    const layers = await mapConcurrent(
-      manifest.layers,
+    // Largest layers first: the last one to start then is a small one, so the copy does
+    // not end with one big layer running alone on a machine built for several at once.
+    const order = manifest.layers.map((_, i) => i)
+      .sort((a, b) => manifest.layers[b].size - manifest.layers[a].size);
+    const copied = await mapConcurrent(
+      order,
       this.#options.concurrency ?? 3,
-      async (layer, _i, layerSignal) => {
+      async (i, _k, layerSignal) => {
+        const layer = manifest.layers[i];
         try {
           return await this.#copyLayer(layer, layerSignal);
         } catch (e) {
@@ -267,6 +272,8 @@ class Copier {
       signal,
     );
     if (suspended) throw suspended;
+    const layers: Descriptor[] = new Array(manifest.layers.length);
+    order.forEach((i, k) => layers[i] = copied[k]);
     await this.#copyConfig(manifest.config, configBytes);
     const family = descriptor.mediaType === MediaType.DockerManifest ? "docker" : "oci";
     const changed = layers.some((l, i) => l.digest !== manifest.layers[i].digest);
