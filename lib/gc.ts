@@ -16,10 +16,14 @@
 import v8 from "node:v8";
 import vm from "node:vm";
 
-/** How to collect garbage now, and after how many bytes of it. */
+/** What became garbage: buffers the library allocated, or response bodies' chunks. */
+export type GarbageKind = "buffer" | "response";
+
+/** How to collect garbage now, after how many bytes, and how much each kind counts. */
 interface Collector {
   collect(): void;
   threshold: number;
+  weight: Record<GarbageKind, number>;
 }
 
 const MIB = 1024 * 1024;
@@ -28,18 +32,26 @@ const MIB = 1024 * 1024;
 function findCollector(): Collector {
   const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
   // A synchronous full collection: Bun's asynchronous one left 20% more memory.
-  if (bun?.gc) return { collect: () => bun.gc(true), threshold: 6 * MIB };
+  if (bun?.gc) {
+    return { collect: () => bun.gc(true), threshold: 6 * MIB, weight: { buffer: 1, response: 1 } };
+  }
   try {
     // Deno (and Node) expose V8's collector to new contexts once the flag is set.
     v8.setFlagsFromString("--expose-gc");
     const gc = vm.runInNewContext("gc");
     if (typeof gc === "function") {
-      return { collect: () => gc({ type: "major", execution: "async" }), threshold: 32 * MIB };
+      return {
+        collect: () => gc({ type: "major", execution: "async" }),
+        threshold: 32 * MIB,
+        // V8 reclaims response chunks well enough on its own: a 839 MiB pull peaks at
+        // the same 86-99 MiB with a quarter of the forced collections, 0.35 s faster.
+        weight: { buffer: 1, response: 0.25 },
+      };
     }
   } catch {
     // No collector: memory is then bounded by the runtime's own heuristics.
   }
-  return { collect: () => {}, threshold: Infinity };
+  return { collect: () => {}, threshold: Infinity, weight: { buffer: 0, response: 0 } };
 }
 
 const collector = findCollector();
@@ -52,10 +64,11 @@ let pending = 0;
  * ```ts
  * import { noteGarbage } from "./gc.ts";
  * noteGarbage(1024 * 1024); // after passing on a 1 MiB chunk
+ * noteGarbage(65536, "response"); // after passing on a chunk of a response body
  * ```
  */
-export function noteGarbage(bytes: number): void {
-  pending += bytes;
+export function noteGarbage(bytes: number, kind: GarbageKind = "buffer"): void {
+  pending += bytes * collector.weight[kind];
   if (pending < collector.threshold) return;
   pending = 0;
   collector.collect();

@@ -167,7 +167,7 @@ export async function getBlob(
           offset += chunk.byteLength;
           failures = 0;
           onProgress?.(offset);
-          noteGarbage(chunk.byteLength);
+          noteGarbage(chunk.byteLength, "response");
           controller.enqueue(chunk);
           return;
         } catch (e) {
