@@ -6,7 +6,9 @@
  * A buffer is reused only once nobody else can reach it: the reader hands out buffers
  * from {@linkcode takeChunk}; a consumer that is done with such a chunk takes it over
  * with {@linkcode adoptChunk}, which detaches it (every view anybody still holds becomes
- * empty), and later gives the memory back with {@linkcode giveChunk}.
+ * empty), and later gives the memory back with {@linkcode giveChunk}. So a file stream's
+ * chunks must not be kept by anyone who passes them on to compression (no `tee()` of such
+ * a stream): the compressor takes them over.
  *
  * @module
  */
@@ -67,8 +69,9 @@ export function adoptChunk(chunk: Uint8Array): Uint8Array | undefined {
 }
 
 /**
- * Gives back a chunk's memory for reuse. Only for memory nobody else can reach: a chunk
- * from {@linkcode adoptChunk}, or one that came back from a worker by transfer.
+ * Gives back a chunk's memory for reuse: a chunk from {@linkcode adoptChunk}, or one
+ * that came back from a worker by transfer. The memory is detached on the way in, so a
+ * view anybody kept by mistake reads as empty instead of seeing later reads.
  *
  * @example
  * ```ts
@@ -81,5 +84,5 @@ export function giveChunk(chunk: Uint8Array): void {
   if (
     buffer instanceof ArrayBuffer && buffer.byteLength === CHUNK_SIZE &&
     chunk.byteLength === CHUNK_SIZE && free.length < MAX_FREE
-  ) free.push(buffer);
+  ) free.push(buffer.transfer());
 }

@@ -141,6 +141,7 @@ describe("chunk pool", () => {
     assert.equal(adoptChunk(mine), undefined); // adopted memory is not handed out any more
     mine[0] = 42;
     giveChunk(mine);
+    assert.equal(mine.byteLength, 0, "the giver keeps no view of reused memory");
     assert.equal(takeChunk()[0], 42);
   });
 });

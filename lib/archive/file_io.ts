@@ -137,7 +137,8 @@ export function rangeStream(
       const want = Math.min(chunkSize, length - offset);
       let chunk: Uint8Array;
       if (want === CHUNK_SIZE) {
-        // A pooled buffer: a consumer that copies it away (compression) gives it back.
+        // A pooled buffer: compression takes whole ones over and gives them back; any
+        // other consumer leaves it to the garbage collector.
         const pooled = takeChunk();
         chunk = pooled.subarray(0, await readInto(handle, pooled, position + offset));
       } else {
