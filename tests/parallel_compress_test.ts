@@ -28,6 +28,18 @@ function chunked(data: Uint8Array, chunk: number): ReadableStream<Uint8Array> {
   });
 }
 
+/** Passes a stream on unchanged, keeping every chunk it carried in `seen`. */
+function recorded(stream: ReadableStream<Uint8Array>, seen: Uint8Array[]) {
+  return stream.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        seen.push(chunk);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+}
+
 describe("parallel compression", () => {
   const pool = new CompressorPool(2);
   pool.acquire();
@@ -83,14 +95,7 @@ describe("parallel compression", () => {
     const handle = await open(path);
     try {
       const seen: Uint8Array[] = [];
-      const fromFile = rangeStream(handle, 0, data.byteLength).pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, controller) {
-            seen.push(chunk);
-            controller.enqueue(chunk);
-          },
-        }),
-      );
+      const fromFile = recorded(rangeStream(handle, 0, data.byteLength), seen);
       const viaFile = await readAll(
         fromFile.pipeThrough(parallelCompressStream(pool, "gzip", 2)),
         1e8,
@@ -99,14 +104,7 @@ describe("parallel compression", () => {
       // Three whole 1 MiB chunks were taken over (emptied), the short last one was copied.
       assert.deepEqual(seen.map((c) => c.byteLength), [0, 0, 0, 12345]);
       const copies: Uint8Array[] = [];
-      const fromCopies = chunked(data, CHUNK_SIZE).pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, controller) {
-            copies.push(chunk);
-            controller.enqueue(chunk);
-          },
-        }),
-      );
+      const fromCopies = recorded(chunked(data, CHUNK_SIZE), copies);
       const viaCopies = await readAll(
         fromCopies.pipeThrough(parallelCompressStream(pool, "gzip", 2)),
         1e8,
