@@ -13,6 +13,7 @@ import { copyImage, findPlatform, hostPlatform } from "./copy/copy.ts";
 import { BlobCache, defaultCacheDir } from "./copy/blob_cache.ts";
 import { UploadRecords } from "./copy/upload_records.ts";
 import { CompressorPool } from "./copy/parallel_compress.ts";
+import type { GzipEngineChoice } from "./copy/native_gzip.ts";
 import type { LayerCompression } from "./copy/compress.ts";
 import type { ImageDestination } from "./copy/ends.ts";
 import { RegistryDestination, RegistrySource } from "./copy/registry_end.ts";
@@ -66,8 +67,18 @@ export interface ImagesOptions {
   resumableUploads?: boolean;
   /** Compression of uncompressed layers on push (default gzip). */
   compression?: LayerCompression;
-  /** Compression level (gzip 1–9, zstd 1–19). */
+  /**
+   * Compression level (gzip 1–9, zstd 1–19). Default: each gzip engine's own (ISA-L 3,
+   * libdeflate 1, both about zlib level 6's ratio; zlib 2), zstd 3.
+   */
   compressionLevel?: number;
+  /**
+   * What compresses gzip: `auto` (default) takes the first that runs of the system's
+   * ISA-L (`libisal.so.2`, six times zlib's speed), libdeflate (`libdeflate.so.0`, 1.5
+   * times) and zlib. Native libraries load through FFI: Deno needs `--allow-ffi`, else
+   * zlib is used. Naming a native engine that cannot run is an error.
+   */
+  gzipEngine?: GzipEngineChoice;
   /** Retries of a failed request, or of a transfer that made no progress (default 5). */
   maxRetries?: number;
   /** First backoff between retries, ms, doubling each time (default 250). */
@@ -212,7 +223,7 @@ export class Images {
     const source = await openLocalSource(
       options.input ?? this.#options.store ?? defaultStorePath(),
     );
-    const compressors = new CompressorPool();
+    const compressors = new CompressorPool(undefined, { gzipEngine: this.#options.gzipEngine });
     compressors.acquire();
     try {
       const cacheDir = this.#options.cacheDir ?? defaultCacheDir();

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.ts";
 import { runCli } from "./helpers/cli.ts";
 import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
@@ -94,6 +94,38 @@ describe("images end to end (docker-registry, buildah, skopeo, podman)", () => {
     );
     assert.deepEqual(config.rootfs.diff_ids, sourceDiffIds);
   });
+
+  for (const engine of ["isal", "libdeflate", "zlib"]) {
+    it(`pushes with gzip engine ${engine}: skopeo copies it back and GNU gzip reads every layer to its diffID`, async () => {
+      const name = `app-${engine}:v1`;
+      await cli(
+        "push",
+        "-q",
+        "--gzip-engine",
+        engine,
+        "--input",
+        images.dockerArchive,
+        images.name,
+        `image:${name}`,
+      );
+      const copy = join(dir, `copied-${engine}`);
+      await run("skopeo", [
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        inRegistry(`alice/${name}`),
+        `dir:${copy}`,
+      ]);
+      const manifest = json(await readFile(join(copy, "manifest.json")));
+      const diffIds = [];
+      for (const layer of manifest.layers) {
+        const blob = join(copy, layer.digest.slice("sha256:".length));
+        const gunzipped = await run("bash", ["-c", 'gzip -dc < "$1" | sha256sum', "-", blob]);
+        diffIds.push(`sha256:${gunzipped.stdout.split(" ")[0]}`);
+      }
+      assert.deepEqual(diffIds, sourceDiffIds);
+    });
+  }
 
   it("digest equals skopeo's; size, tags and ls agree with the registry", async () => {
     const digest = await cli("digest", "image:app:v1");

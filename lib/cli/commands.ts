@@ -9,6 +9,7 @@ import process from "node:process";
 import { ImagesError } from "../errors.ts";
 import { Images } from "../images.ts";
 import type { LayerCompression } from "../copy/compress.ts";
+import { GZIP_ENGINE_CHOICES, type GzipEngineChoice } from "../copy/native_gzip.ts";
 import { parsePlatform } from "../oci/manifest.ts";
 import type { RemoteImage } from "../reference.ts";
 import { humanSize, shortImageUri } from "./format.ts";
@@ -183,6 +184,13 @@ async function openImages(line: CommandLine): Promise<Images> {
   if (compression !== undefined && compression !== "gzip" && compression !== "zstd") {
     throw new UsageError("--compression must be gzip or zstd", line.command);
   }
+  const gzipEngine = line.options["gzip-engine"] as string | undefined;
+  if (gzipEngine !== undefined && !GZIP_ENGINE_CHOICES.includes(gzipEngine)) {
+    throw new UsageError(
+      `--gzip-engine must be one of ${GZIP_ENGINE_CHOICES.join(", ")}`,
+      line.command,
+    );
+  }
   return new Images({
     registries: { [line.cluster]: line.registry },
     clusterName: line.cluster,
@@ -196,6 +204,7 @@ async function openImages(line: CommandLine): Promise<Images> {
     compressionLevel: intOption(line, "compression-level", 1, 19),
     concurrency: intOption(line, "concurrency", 1, 32),
     resumableUploads: line.options.resumable === true,
+    gzipEngine: gzipEngine as GzipEngineChoice | undefined,
     log: line.debug ? (l) => process.stderr.write(`debug: ${l}\n`) : undefined,
   });
 }

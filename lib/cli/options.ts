@@ -49,6 +49,7 @@ const COMMAND_OPTIONS = {
     "compression-level": { type: "string" },
     concurrency: { type: "string" },
     resumable: { type: "boolean" },
+    "gzip-engine": { type: "string" },
   },
   pull: {
     output: { type: "string" },

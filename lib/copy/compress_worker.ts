@@ -4,13 +4,19 @@
  * the library is imported from a file, from JSR or from a URL.
  *
  * A worker compresses one block into a complete gzip member or zstd frame and transfers
- * the bytes back.
+ * the bytes back: gzip on the native library the message names (ISA-L or libdeflate,
+ * whose loaders it embeds: ./isal.ts, ./libdeflate.ts), else on zlib.
  *
  * @module
  */
 
+import { ISAL_NAMES, openIsal } from "./isal.ts";
+import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
+import { gzipBlock } from "./native_gzip.ts";
+
 /** JavaScript source of the worker (an ES module). */
-export const COMPRESS_WORKER_SOURCE = `
+export function compressWorkerSource(): string {
+  return `
 import zlib from "node:zlib";
 import v8 from "node:v8";
 import vm from "node:vm";
@@ -29,9 +35,27 @@ else {
 }
 let garbage = 0;
 
-self.onmessage = (event) => {
-  const { id, data, format, level } = event.data;
+const openers = {
+  isal: () => (${openIsal.toString()})(${JSON.stringify(ISAL_NAMES)}),
+  libdeflate: () => (${openLibdeflate.toString()})(${JSON.stringify(LIBDEFLATE_NAMES)}),
+};
+const gzipBlock = ${gzipBlock.toString()};
+const natives = new Map(); // engine name -> promise of the library, opened on first use
+const scratch = {};
+
+self.onmessage = async (event) => {
+  const { id, data, format, level, engine } = event.data;
   try {
+    if (engine !== "zlib") {
+      if (!natives.has(engine)) natives.set(engine, openers[engine]());
+      const gzip = await natives.get(engine);
+      // The calling thread loaded it: zlib here instead would make other bytes.
+      if (!gzip) throw new Error(engine + " did not load in the compression worker");
+      const bytes = gzipBlock(gzip, data, level, scratch);
+      if (bytes.buffer === data.buffer) self.postMessage({ id, bytes }, [bytes.buffer]);
+      else self.postMessage({ id, bytes, block: data }, [bytes.buffer, data.buffer]);
+      return;
+    }
     const out = format === "gzip"
       ? zlib.gzipSync(data, { level })
       : zlib.zstdCompressSync(data, {
@@ -52,3 +76,4 @@ self.onmessage = (event) => {
   }
 };
 `;
+}

@@ -23,7 +23,11 @@ import { layerMediaType, MediaType } from "../oci/media_types.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
 import type { BlobCache } from "./blob_cache.ts";
 import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
-import { BLOCK_SIZE, type CompressorPool, parallelCompressStream } from "./parallel_compress.ts";
+import {
+  type CompressionPlan,
+  type CompressorPool,
+  parallelCompressStream,
+} from "./parallel_compress.ts";
 import type { ImageDestination, ImageSource } from "./ends.ts";
 import { isSuspended } from "../registry/upload.ts";
 import { mapConcurrent } from "./pool.ts";
@@ -305,23 +309,25 @@ class Copier {
     });
   }
 
-  /** A stream compressing a layer as the options ask, on the worker pool if there is one. */
-  #compressor(compression: { format: LayerCompression; level?: number }) {
-    const level = compression.level ?? DEFAULT_LEVEL[compression.format];
+  /**
+   * How layers are compressed: on the worker pool if there is one (which picks the
+   * engine), else zlib streaming on this thread. `settings` names what decides the bytes,
+   * for the blob cache and upload resumes.
+   */
+  #plan(compression: { format: LayerCompression; level?: number }): Promise<CompressionPlan> {
     const pool = this.#options.compressors;
-    return pool
-      ? parallelCompressStream(pool, compression.format, level)
-      : compressStream(compression.format, { level });
+    if (pool) return pool.plan(compression.format, compression.level);
+    const level = compression.level ?? DEFAULT_LEVEL[compression.format];
+    const settings = `${compression.format}-${level}-stream-zlib-${process.versions.zlib}`;
+    return Promise.resolve({ engine: "zlib", level, settings });
   }
 
-  /**
-   * Names how a layer was compressed, for the blob cache: the same input gives the same
-   * bytes only with the same format, level, block scheme and zlib build.
-   */
-  #settings(compression: { format: LayerCompression; level?: number }): string {
-    const level = compression.level ?? DEFAULT_LEVEL[compression.format];
-    const blocks = this.#options.compressors ? `blocks-${BLOCK_SIZE}` : "stream";
-    return `${compression.format}-${level}-${blocks}-zlib-${process.versions.zlib}`;
+  /** A stream compressing a layer as `plan` says. */
+  #compressor(format: LayerCompression, plan: CompressionPlan) {
+    const pool = this.#options.compressors;
+    return pool
+      ? parallelCompressStream(pool, format, plan.level, plan.engine)
+      : compressStream(format, { level: plan.level });
   }
 
   /** Copies one layer; returns the descriptor it has in the destination. */
@@ -344,9 +350,8 @@ class Copier {
       layer.mediaType === MediaType.OciLayer;
     const pushing = this.#options.operation === "push";
     this.#step(id, "Preparing");
-    const known = uncompressed && compression
-      ? await this.#options.blobCache?.lookup(layer.digest, this.#settings(compression))
-      : layer;
+    const plan = uncompressed && compression ? await this.#plan(compression) : undefined;
+    const known = plan ? await this.#options.blobCache?.lookup(layer.digest, plan.settings) : layer;
     if (known && await this.#destination.hasBlob(known)) {
       this.#step(id, pushing ? "Layer already exists" : "Already exists", layer.size, layer.size);
       return known;
@@ -354,12 +359,12 @@ class Copier {
     const active: StepStatus = pushing ? "Pushing" : "Downloading";
     const onProgress = (bytes: number) => this.#step(id, active, bytes, layer.size);
     onProgress(0);
-    if (uncompressed && compression) {
+    if (plan && compression) {
       const family = layer.mediaType === MediaType.DockerLayer ? "docker" : "oci";
       const open = async () =>
         (await this.#source.fetchBlob(layer, { signal, onProgress }))
-          .pipeThrough(this.#compressor(compression));
-      const settings = this.#settings(compression);
+          .pipeThrough(this.#compressor(compression.format, plan));
+      const settings = plan.settings;
       const stored = await this.#destination.putBlob(
         await open(),
         { mediaType: layerMediaType(compression.format, family) },

@@ -9,10 +9,12 @@
  */
 
 import { availableParallelism } from "node:os";
+import process from "node:process";
 import zlib from "node:zlib";
 import { ImagesError } from "../errors.ts";
 import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
-import { COMPRESS_WORKER_SOURCE } from "./compress_worker.ts";
+import { compressWorkerSource } from "./compress_worker.ts";
+import { type GzipEngine, type GzipEngineChoice, GzipEngines } from "./native_gzip.ts";
 import { noteGarbage } from "../gc.ts";
 import { adoptChunk, CHUNK_SIZE, giveChunk, takeChunk } from "../chunk_pool.ts";
 
@@ -20,12 +22,33 @@ import { adoptChunk, CHUNK_SIZE, giveChunk, takeChunk } from "../chunk_pool.ts";
 export const BLOCK_SIZE: number = CHUNK_SIZE;
 
 /**
- * Blocks each worker gets for every one the calling thread compresses. The calling thread
- * also reads, hashes and sends everything, so an equal share made it the bottleneck with
- * the workers half idle; two to one measured 15 % faster end to end without the network
- * and 8 % faster on a push (Deno), the same on Bun's push (bench/README.md).
+ * Blocks each worker gets for every one the calling thread compresses with zlib. The
+ * calling thread also reads, hashes and sends everything, so an equal share made it the
+ * bottleneck with the workers half idle; two to one measured 15 % faster end to end
+ * without the network and 8 % faster on a push (Deno), the same on Bun's push. A native
+ * engine is fast enough that the workers alone keep up: the calling thread then takes
+ * none (push 9.7 → 8.1 s on Deno, 7.9 → 7.3 s on Bun; bench/README.md).
  */
 const WORKER_TURNS = 2;
+
+/** How a pool compresses a layer, settled before its first block. */
+export interface CompressionPlan {
+  /** The engine: a native library, or zlib (always zlib for zstd). */
+  engine: GzipEngine;
+  /** The level used, on the engine's scale. */
+  level: number;
+  /**
+   * Names everything that decides the compressed bytes (format, level, block scheme,
+   * engine and its build), for caches that must only match the same bytes.
+   */
+  settings: string;
+}
+
+/** Options of a {@linkcode CompressorPool}. */
+export interface CompressorPoolOptions {
+  /** What compresses gzip (default `auto`: ISA-L, libdeflate or zlib, the first that runs). */
+  gzipEngine?: GzipEngineChoice;
+}
 
 interface Pending {
   resolve(bytes: Uint8Array): void;
@@ -55,14 +78,42 @@ export class CompressorPool {
   #url?: string;
   #failure?: Error;
   readonly #pending = new Map<number, Pending>();
+  readonly #engines: GzipEngines;
 
   /**
    * @param size workers to run. The calling thread takes a share of the blocks too, so
    * the default is one worker fewer than there are cores (at least one, at most 7): each
    * worker is a whole JavaScript runtime, and memory counts as much as cores here.
    */
-  constructor(size: number = Math.min(7, Math.max(1, availableParallelism() - 1))) {
+  constructor(
+    size: number = Math.min(7, Math.max(1, availableParallelism() - 1)),
+    options: CompressorPoolOptions = {},
+  ) {
     this.#size = size;
+    this.#engines = new GzipEngines(options.gzipEngine);
+  }
+
+  /**
+   * Settles how layers are compressed: gzip on the engine the pool was given (by
+   * default the fastest that runs, at its own default level unless `level` is given);
+   * zstd on zlib.
+   */
+  async plan(format: LayerCompression, level?: number): Promise<CompressionPlan> {
+    const blocks = `blocks-${BLOCK_SIZE}`;
+    if (format === "zstd") {
+      const used = level ?? DEFAULT_LEVEL.zstd;
+      return {
+        engine: "zlib",
+        level: used,
+        settings: `zstd-${used}-${blocks}-zlib-${process.versions.zlib}`,
+      };
+    }
+    const chosen = await this.#engines.choose(level);
+    return {
+      engine: chosen.engine,
+      level: chosen.level,
+      settings: `gzip-${chosen.level}-${blocks}-${chosen.fingerprint}`,
+    };
   }
 
   /** Lanes compressing at once: the workers and the calling thread. */
@@ -91,6 +142,7 @@ export class CompressorPool {
     this.#users = 0;
     for (const worker of this.#workers) worker.terminate();
     this.#workers = [];
+    this.#engines.close();
     if (this.#url) URL.revokeObjectURL(this.#url);
     this.#url = undefined;
     this.#failure = undefined;
@@ -102,7 +154,7 @@ export class CompressorPool {
 
   #start(): void {
     const url = URL.createObjectURL(
-      new Blob([COMPRESS_WORKER_SOURCE], { type: "text/javascript" }),
+      new Blob([compressWorkerSource()], { type: "text/javascript" }),
     );
     for (let i = 0; i < this.#size; i++) {
       const worker = new Worker(url, { type: "module" });
@@ -133,15 +185,28 @@ export class CompressorPool {
   }
 
   /**
-   * Compresses one block into a complete gzip member or zstd frame: in a worker, or (one
-   * block in `2 × workers + 1`) right here, so the calling thread's core works too.
+   * Compresses one block into a complete gzip member or zstd frame: in a worker, or (with
+   * zlib, one block in `2 × workers + 1`) right here, so the calling thread's core works
+   * too. A native `engine` must come from a {@linkcode CompressorPool.plan}. The block is
+   * spent: its memory may carry the result.
    */
-  compress(block: Uint8Array, format: LayerCompression, level: number): Promise<Uint8Array> {
+  compress(
+    block: Uint8Array,
+    format: LayerCompression,
+    level: number,
+    engine: GzipEngine = "zlib",
+  ): Promise<Uint8Array> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#workers.length === 0) this.#start();
-    const turns = this.#size * WORKER_TURNS + 1;
+    const native = format === "gzip" && engine !== "zlib";
+    if (native && !this.#engines.native(engine)) {
+      return Promise.reject(
+        new ImagesError(`compression failed: ${engine} is not loaded`, "COMPRESSION_FAILED"),
+      );
+    }
+    const turns = native ? this.#size : this.#size * WORKER_TURNS + 1;
     const turn = this.#next++ % turns;
-    const lane = turn === turns - 1 ? this.#size : turn % this.#size;
+    const lane = turn === turns - 1 && !native ? this.#size : turn % this.#size;
     if (lane === this.#size) {
       try {
         const compressed = compressBlock(block, format, level);
@@ -157,7 +222,8 @@ export class CompressorPool {
     const worker = this.#workers[lane];
     return new Promise<Uint8Array>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ id, data: block, format, level }, [block.buffer as ArrayBuffer]);
+      const job = { id, data: block, format, level, engine: native ? engine : "zlib" };
+      worker.postMessage(job, [block.buffer as ArrayBuffer]);
     });
   }
 }
@@ -208,6 +274,7 @@ export function parallelCompressStream(
   pool: CompressorPool,
   format: LayerCompression,
   level: number = DEFAULT_LEVEL[format],
+  engine: GzipEngine = "zlib",
 ): TransformStream<Uint8Array, Uint8Array> {
   if (!workersAvailable()) return compressStream(format, { level });
   const inFlight: Promise<Uint8Array>[] = [];
@@ -216,7 +283,7 @@ export function parallelCompressStream(
   let blocks = 0;
   const dispatch = (data: Uint8Array) => {
     blocks++;
-    const job = pool.compress(data, format, level);
+    const job = pool.compress(data, format, level, engine);
     job.catch(() => {}); // handled when awaited in order; avoids an unhandled rejection
     inFlight.push(job);
   };
@@ -226,7 +293,7 @@ export function parallelCompressStream(
   ) => {
     while (inFlight.length > keep) {
       const bytes = await inFlight.shift()!;
-      noteGarbage(bytes.byteLength);
+      noteGarbage(bytes.buffer.byteLength); // a member may sit in a whole block's memory
       controller.enqueue(bytes);
     }
   };

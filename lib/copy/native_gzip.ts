@@ -1,0 +1,221 @@
+/**
+ * gzip on a native library loaded through FFI, when the system has one and the runtime
+ * may load it (Deno: `--allow-ffi`; Bun: always): Intel's ISA-L (./isal.ts) or libdeflate
+ * (./libdeflate.ts). Both write into memory the caller gives, so compressing allocates
+ * nothing per block.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import process from "node:process";
+import zlib from "node:zlib";
+import { ImagesError } from "../errors.ts";
+import { ISAL_NAMES, openIsal } from "./isal.ts";
+import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
+
+/** gzip compression into caller memory, on a native library. */
+export interface NativeGzip {
+  /** Which library: `libdeflate` or `isal`. */
+  readonly name: string;
+  /**
+   * Compresses `input` at `level` (the library's own scale) into `output` as one complete gzip member.
+   * Returns the bytes written, or 0 when `output` was too small.
+   */
+  compress(input: Uint8Array, level: number, output: Uint8Array): number;
+  /** The most bytes a gzip member of `length` input bytes can take. */
+  bound(length: number): number;
+  /** Frees the compressors and unloads the library. */
+  close(): void;
+}
+
+/** Output memory reused across blocks by {@linkcode gzipBlock}. */
+export interface GzipScratch {
+  bytes?: Uint8Array;
+}
+
+/**
+ * Compresses a block into one gzip member with `gzip`. The block is spent afterwards:
+ * the member is put back into the block's own memory when it fits (it nearly always
+ * does), so compressing allocates nothing per block; otherwise it is fresh memory. Tell
+ * them apart by `result.buffer === block.buffer`.
+ *
+ * Self-contained, like {@linkcode openLibdeflate}: the compression worker embeds it.
+ *
+ * @example
+ * ```ts
+ * import { gzipBlock } from "./native_gzip.ts";
+ * import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
+ * const gzip = await openLibdeflate(LIBDEFLATE_NAMES);
+ * if (gzip) {
+ *   const member = gzipBlock(gzip, new Uint8Array(4096), 1, {});
+ *   console.log(member.byteLength < 4096);
+ *   gzip.close();
+ * }
+ * ```
+ */
+export function gzipBlock(
+  gzip: NativeGzip,
+  block: Uint8Array,
+  level: number,
+  scratch: GzipScratch,
+): Uint8Array {
+  const need = gzip.bound(block.byteLength);
+  if (!scratch.bytes || scratch.bytes.byteLength < need) scratch.bytes = new Uint8Array(need);
+  const written = gzip.compress(block, level, scratch.bytes);
+  if (written === 0) throw new Error(`${gzip.name} found its output bound too small`);
+  const member = scratch.bytes.subarray(0, written);
+  if (written > block.buffer.byteLength) return member.slice();
+  const inPlace = new Uint8Array(block.buffer, 0, written);
+  inPlace.set(member);
+  return inPlace;
+}
+
+/** What compresses gzip blocks: a native library, or zlib (`node:zlib`). */
+export type GzipEngine = "isal" | "libdeflate" | "zlib";
+
+/** An engine, or `auto`: the fastest that loads and proves sound (ISA-L, libdeflate, zlib). */
+export type GzipEngineChoice = "auto" | GzipEngine;
+
+/** Every {@linkcode GzipEngineChoice}, for validating input. */
+export const GZIP_ENGINE_CHOICES: readonly string[] = ["auto", "isal", "libdeflate", "zlib"];
+
+/**
+ * Default level of each engine, chosen by measurement on the benchmark's software-like
+ * layers in 1 MiB blocks, one core (bench/README.md): ISA-L level 3 makes 527 MiB/s at
+ * ratio 0.402, libdeflate level 1 273 MiB/s at 0.403, zlib level 2 179 MiB/s at 0.414
+ * (zlib level 6: 85 MiB/s at 0.402).
+ */
+export const GZIP_DEFAULT_LEVEL: Record<GzipEngine, number> = {
+  isal: 3,
+  libdeflate: 1,
+  zlib: 2,
+};
+
+/** An engine settled for a push. */
+export interface ChosenGzip {
+  engine: GzipEngine;
+  level: number;
+  /** Names the engine's exact output at `level` (build included), for caches. */
+  fingerprint: string;
+}
+
+/** Where each native library is looked for. */
+const LIBRARY_NAMES: Record<"isal" | "libdeflate", readonly string[]> = {
+  isal: ISAL_NAMES,
+  libdeflate: LIBDEFLATE_NAMES,
+};
+
+/** How each native library is opened. */
+const OPENERS = { isal: openIsal, libdeflate: openLibdeflate };
+
+/**
+ * The gzip engines of a process (or of a compressor pool): loads each native library
+ * once, checks it, and picks one for a push.
+ *
+ * @example
+ * ```ts
+ * import { GzipEngines } from "./native_gzip.ts";
+ * const engines = new GzipEngines("auto");
+ * const chosen = await engines.choose();
+ * console.log(chosen.engine, chosen.level);
+ * engines.close();
+ * ```
+ */
+export class GzipEngines {
+  readonly #choice: GzipEngineChoice;
+  readonly #loading = new Map<string, Promise<NativeGzip | undefined>>();
+  readonly #loaded = new Map<string, NativeGzip>();
+  readonly #fingerprints = new Map<string, string>();
+
+  /** @param choice the engine to use, or `auto` (default). */
+  constructor(choice: GzipEngineChoice = "auto") {
+    this.#choice = choice;
+  }
+
+  /**
+   * Picks the engine: the one chosen, or with `auto` the first of ISA-L (only at its
+   * default level: its scale is 0–3), libdeflate, zlib that loads and round-trips a
+   * sample. `level` (gzip's 1–9 scale) applies to whichever runs; without it, the
+   * engine's own default. A named native engine that cannot run is an error.
+   */
+  async choose(level?: number): Promise<ChosenGzip> {
+    const candidates: GzipEngine[] = this.#choice !== "auto"
+      ? [this.#choice]
+      : level === undefined
+      ? ["isal", "libdeflate", "zlib"]
+      : ["libdeflate", "zlib"];
+    const problems: string[] = [];
+    for (const engine of candidates) {
+      const used = level ?? GZIP_DEFAULT_LEVEL[engine];
+      if (engine === "zlib") {
+        return { engine, level: used, fingerprint: `zlib-${process.versions.zlib}` };
+      }
+      const native = await this.#load(engine);
+      if (!native) {
+        problems.push(
+          `${engine}: ${
+            LIBRARY_NAMES[engine][0]
+          } did not load (not installed, or Deno lacks --allow-ffi)`,
+        );
+        continue;
+      }
+      try {
+        return { engine, level: used, fingerprint: this.#fingerprint(native, used) };
+      } catch (error) {
+        problems.push(`${engine}: ${(error as Error).message}`);
+      }
+    }
+    throw new ImagesError(
+      `gzip engine ${this.#choice} cannot run: ${problems.join("; ")}`,
+      "COMPRESSION_UNAVAILABLE",
+    );
+  }
+
+  /** The loaded native library of `engine`, once {@linkcode GzipEngines.choose} picked it. */
+  native(engine: GzipEngine): NativeGzip | undefined {
+    return this.#loaded.get(engine);
+  }
+
+  /** Unloads every library loaded here. */
+  close(): void {
+    for (const native of this.#loaded.values()) native.close();
+    this.#loaded.clear();
+    this.#loading.clear();
+    this.#fingerprints.clear();
+  }
+
+  async #load(engine: "isal" | "libdeflate"): Promise<NativeGzip | undefined> {
+    let loading = this.#loading.get(engine);
+    if (!loading) {
+      loading = OPENERS[engine](LIBRARY_NAMES[engine]);
+      this.#loading.set(engine, loading);
+    }
+    const native = await loading;
+    if (native) this.#loaded.set(engine, native);
+    return native;
+  }
+
+  /**
+   * Compresses a fixed sample and reads it back with zlib: proves the library sound (an
+   * ISA-L of another ABI would fail here) and names what it makes, so versions that
+   * compress differently never share a cache entry, whatever file they came from.
+   */
+  #fingerprint(native: NativeGzip, level: number): string {
+    const key = `${native.name}-${level}`;
+    let known = this.#fingerprints.get(key);
+    if (!known) {
+      const sample = new TextEncoder().encode(
+        Array.from({ length: 3000 }, (_, i) => `${(i * 7919) % 1013} layer ${i % 17}\n`).join(""),
+      );
+      const member = gzipBlock(native, sample.slice(), level, {});
+      const back = new Uint8Array(zlib.gunzipSync(member));
+      if (back.length !== sample.length || !back.every((byte, i) => byte === sample[i])) {
+        throw new Error("its output does not read back as the input");
+      }
+      known = `${native.name}-${createHash("sha256").update(member).digest("hex").slice(0, 16)}`;
+      this.#fingerprints.set(key, known);
+    }
+    return known;
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * gzip engines: ISA-L and libdeflate through FFI (CI installs Debian's libisal2 and
+ * libdeflate0), and zlib. Members are read back by node:zlib and by GNU gzip.
+ */
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { CompressorPool, parallelCompressStream } from "../lib/copy/parallel_compress.ts";
+import { BLOCK_SIZE } from "../lib/copy/parallel_compress.ts";
+import { type GzipEngine, GzipEngines } from "../lib/copy/native_gzip.ts";
+import { sha256Digest } from "../lib/oci/digest.ts";
+import { readAll, streamOf } from "../lib/streams.ts";
+import { run } from "./helpers/tools.ts";
+import { withTempDir } from "./helpers/fs.ts";
+
+/** Software-like bytes: runs that repeat, and noise that does not. */
+const data = new Uint8Array(2 * BLOCK_SIZE + 54321).map((_, i) =>
+  (i >> 14) % 3 === 0 ? (i * 2654435761) >>> 24 : (i % 97) ^ (i >> 16)
+);
+
+/** `data` compressed by `pool` as a push would (plan first, then blocks). */
+async function compressWith(pool: CompressorPool, level?: number) {
+  const plan = await pool.plan("gzip", level);
+  const stream = streamOf(data).pipeThrough(
+    parallelCompressStream(pool, "gzip", plan.level, plan.engine),
+  );
+  return { plan, bytes: await readAll(stream, 1e8, "compressed layer") };
+}
+
+describe("gzip engines", () => {
+  const pools: CompressorPool[] = [];
+  const poolOf = (gzipEngine: GzipEngine | "auto") => {
+    const pool = new CompressorPool(2, { gzipEngine });
+    pool.acquire();
+    pools.push(pool);
+    return pool;
+  };
+  after(() => pools.forEach((pool) => pool.release()));
+
+  for (const engine of ["isal", "libdeflate", "zlib"] as const) {
+    it(`${engine}: node:zlib and GNU gzip read the members back; the same bytes every run`, async () => {
+      const pool = poolOf(engine);
+      const first = await compressWith(pool);
+      const second = await compressWith(pool);
+      assert.equal(first.plan.engine, engine);
+      assert.match(
+        first.plan.settings,
+        new RegExp(`^gzip-${first.plan.level}-blocks-\\d+-${engine}-`),
+      );
+      assert.equal(sha256Digest(first.bytes), sha256Digest(second.bytes));
+      assert.ok(first.bytes.byteLength < data.byteLength * 0.8, "it compressed");
+      const gunzipped = await run("gzip", ["-dc"], { input: first.bytes });
+      assert.equal(sha256Digest(gunzipped.stdoutBytes), sha256Digest(data));
+    });
+  }
+
+  for (const engine of ["isal", "libdeflate"] as const) {
+    it(`${engine}: an empty layer is one valid empty member`, async () => {
+      const pool = poolOf(engine);
+      const plan = await pool.plan("gzip");
+      const stream = streamOf(new Uint8Array(0)).pipeThrough(
+        parallelCompressStream(pool, "gzip", plan.level, plan.engine),
+      );
+      const member = await readAll(stream, 1e6, "empty layer");
+      assert.ok(member.byteLength > 0);
+      assert.equal((await run("gzip", ["-dc"], { input: member })).stdoutBytes.byteLength, 0);
+    });
+  }
+
+  it("auto takes ISA-L at its own level; a level given on gzip's scale goes to libdeflate", async () => {
+    const pool = poolOf("auto");
+    const fastest = await pool.plan("gzip");
+    assert.deepEqual([fastest.engine, fastest.level], ["isal", 3]);
+    const leveled = await pool.plan("gzip", 6);
+    assert.deepEqual([leveled.engine, leveled.level], ["libdeflate", 6]);
+    const zstd = await pool.plan("zstd");
+    assert.deepEqual([zstd.engine, zstd.level], ["zlib", 3]);
+  });
+
+  it("engines make different bytes, so their cache settings differ", async () => {
+    const isal = await compressWith(poolOf("isal"));
+    const libdeflate = await compressWith(poolOf("libdeflate"));
+    assert.notEqual(sha256Digest(isal.bytes), sha256Digest(libdeflate.bytes));
+    assert.notEqual(isal.plan.settings, libdeflate.plan.settings);
+  });
+
+  it("refuses a level an engine does not have, naming both", async () => {
+    const engines = new GzipEngines("isal");
+    try {
+      await assert.rejects(engines.choose(6), (error: Error & { code?: string }) => {
+        assert.equal(error.code, "COMPRESSION_UNAVAILABLE");
+        assert.match(error.message, /isal: ISA-L has no compression level 6/);
+        return true;
+      });
+    } finally {
+      engines.close();
+    }
+  });
+
+  it("Deno without --allow-ffi: auto falls back to zlib; a named native engine is a clear error", async () => {
+    await withTempDir(async (dir) => {
+      const module = fileURLToPath(new URL("../lib/copy/native_gzip.ts", import.meta.url));
+      const script = join(dir, "choose.ts");
+      await writeFile(
+        script,
+        `import { GzipEngines } from ${JSON.stringify(module)};
+const auto = await new GzipEngines("auto").choose();
+let named = "";
+try { await new GzipEngines("libdeflate").choose(); } catch (e) { named = e.message; }
+console.log(JSON.stringify({ auto: auto.engine, named }));`,
+      );
+      const result = await run("deno", ["run", "--allow-read", "--no-prompt", script]);
+      const { auto, named } = JSON.parse(result.stdout);
+      assert.equal(auto, "zlib");
+      assert.match(
+        named,
+        /gzip engine libdeflate cannot run: libdeflate: libdeflate\.so\.0 did not load \(not installed, or Deno lacks --allow-ffi\)/,
+      );
+    });
+  });
+});
