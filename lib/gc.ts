@@ -8,7 +8,9 @@
  * workers) would sit at 250+ MiB of garbage. Collecting after every few dozen MiB
  * moved keeps the peak near the live data. How often depends on what a collection costs:
  * Bun's takes a fraction of a millisecond and runs every 6 MiB (a 2 GiB push peaks under
- * 100 MiB instead of 140), Deno's about 5 ms and runs every 32 MiB (bench/README.md).
+ * 100 MiB instead of 140); Deno's, reached through a second context, is a full one of
+ * about 12 ms and runs every 16 MiB (a 2 GiB push: 55 of them, 0.64 s, for 96–98 MiB
+ * instead of 168 MiB without; bench/README.md).
  *
  * @module
  */
@@ -42,7 +44,7 @@ function findCollector(): Collector {
     if (typeof gc === "function") {
       return {
         collect: () => gc({ type: "major", execution: "async" }),
-        threshold: 32 * MIB,
+        threshold: 16 * MIB,
         // V8 reclaims response chunks well enough on its own: a 839 MiB pull peaks at
         // the same 86-99 MiB with a quarter of the forced collections, 0.35 s faster.
         weight: { buffer: 1, response: 0.25 },

@@ -69,6 +69,25 @@ describe("gzip engines", () => {
     });
   }
 
+  it("a pool released while blocks compress finishes or refuses them, and crashes nothing", async () => {
+    const pool = new CompressorPool(1, { gzipEngine: "libdeflate" });
+    pool.acquire();
+    const plan = await pool.plan("gzip");
+    const jobs = Array.from(
+      { length: 6 },
+      () => pool.compress(data.slice(0, BLOCK_SIZE), "gzip", plan.level, plan.engine),
+    );
+    pool.release(); // the library must stay loaded for calls already running
+    for (const outcome of await Promise.allSettled(jobs)) {
+      if (outcome.status === "fulfilled") {
+        const back = await run("gzip", ["-dc"], { input: outcome.value });
+        assert.equal(sha256Digest(back.stdoutBytes), sha256Digest(data.slice(0, BLOCK_SIZE)));
+      } else assert.equal((outcome.reason as { code?: string }).code, "COMPRESSION_FAILED");
+    }
+    const again = await compressWith(poolOf("libdeflate")); // loads afresh after the unload
+    assert.equal(again.plan.engine, "libdeflate");
+  });
+
   it("auto takes ISA-L at its own level; a level given on gzip's scale goes to libdeflate", async () => {
     const pool = poolOf("auto");
     const fastest = await pool.plan("gzip");

@@ -12,7 +12,7 @@
 
 import { ISAL_NAMES, openIsal } from "./isal.ts";
 import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
-import { gzipBlock } from "./native_gzip.ts";
+import { gzipBlock, memberInBlock } from "./native_gzip.ts";
 
 /** JavaScript source of the worker (an ES module). */
 export function compressWorkerSource(): string {
@@ -39,6 +39,7 @@ const openers = {
   isal: () => (${openIsal.toString()})(${JSON.stringify(ISAL_NAMES)}),
   libdeflate: () => (${openLibdeflate.toString()})(${JSON.stringify(LIBDEFLATE_NAMES)}),
 };
+const memberInBlock = ${memberInBlock.toString()};
 const gzipBlock = ${gzipBlock.toString()};
 const natives = new Map(); // engine name -> promise of the library, opened on first use
 const scratch = {};

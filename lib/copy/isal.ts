@@ -62,6 +62,13 @@ export async function openIsal(names: readonly string[]): Promise<NativeGzip | u
     return deno.dlopen(name, {
       isal_deflate_stateless_init: { parameters: ["buffer"], result: "void" },
       isal_deflate_stateless: { parameters: ["buffer"], result: "i32" },
+      // The same call on a thread of Deno's pool: a promise, and this thread runs on.
+      isal_deflate_stateless_nonblocking: {
+        name: "isal_deflate_stateless",
+        parameters: ["buffer"],
+        result: "i32",
+        nonblocking: true,
+      },
     });
   };
   // The address of a view's first byte, to store in the struct.
@@ -84,47 +91,77 @@ export async function openIsal(names: readonly string[]): Promise<NativeGzip | u
       continue; // not there: try the next name
     }
     const lib = library.symbols;
-    // Room to spare past the struct, in case a build of soname 2 grew its private tail.
-    const stream = new Uint8Array(STREAM_SIZE + 16384);
-    const fields = new DataView(stream.buffer);
-    const levelBuffers = new Map<number, Uint8Array>();
     const spare = new Uint8Array(1);
-    return {
+    // A stream struct with its level's working memory: one per call in progress.
+    type Context = { stream: Uint8Array; fields: DataView; work: Uint8Array };
+    const idle = new Map<number, Context[]>();
+    const take = (level: number): Context => {
+      if (!(level >= 0 && level < LEVEL_BUFFER_SIZES.length)) {
+        throw new Error(`ISA-L has no compression level ${level} (0–3)`);
+      }
+      const reused = idle.get(level)?.pop();
+      if (reused) return reused;
+      // Room to spare past the struct, in case a build of soname 2 grew its private tail.
+      const stream = new Uint8Array(STREAM_SIZE + 16384);
+      const work = new Uint8Array(LEVEL_BUFFER_SIZES[level] || 1);
+      return { stream, fields: new DataView(stream.buffer), work };
+    };
+    const give = (level: number, context: Context) => {
+      if (!idle.has(level)) idle.set(level, []);
+      idle.get(level)!.push(context);
+    };
+    const prepare = (context: Context, input: Uint8Array, level: number, output: Uint8Array) => {
+      const { stream, fields, work } = context;
+      lib.isal_deflate_stateless_init(stream);
+      // Bun cannot point at empty memory: an empty input points at a spare byte.
+      fields.setBigUint64(NEXT_IN, address(input.byteLength > 0 ? input : spare), true);
+      fields.setUint32(AVAIL_IN, input.byteLength, true);
+      fields.setBigUint64(NEXT_OUT, address(output), true);
+      fields.setUint32(AVAIL_OUT, output.byteLength, true);
+      fields.setUint32(LEVEL, level, true);
+      fields.setUint32(LEVEL_BUF_SIZE, LEVEL_BUFFER_SIZES[level], true);
+      fields.setBigUint64(LEVEL_BUF, LEVEL_BUFFER_SIZES[level] ? address(work) : 0n, true);
+      fields.setUint16(END_OF_STREAM, 1, true);
+      fields.setUint16(FLUSH, 0, true); // NO_FLUSH
+      fields.setUint16(GZIP_FLAG, 1, true); // IGZIP_GZIP: header and trailer
+    };
+    const written = (context: Context, result: number) => {
+      if (result === STATELESS_OVERFLOW) return 0;
+      if (result !== COMP_OK) throw new Error(`ISA-L compression failed (code ${result})`);
+      return context.fields.getUint32(TOTAL_OUT, true);
+    };
+    const gzip: NativeGzip = {
       name: "isal",
       compress(input, level, output) {
-        if (!(level >= 0 && level < LEVEL_BUFFER_SIZES.length)) {
-          throw new Error(`ISA-L has no compression level ${level} (0–3)`);
+        const context = take(level);
+        try {
+          prepare(context, input, level, output);
+          return written(context, lib.isal_deflate_stateless(context.stream));
+        } finally {
+          give(level, context);
         }
-        let work = levelBuffers.get(level);
-        if (!work) {
-          work = new Uint8Array(LEVEL_BUFFER_SIZES[level] || 1);
-          levelBuffers.set(level, work);
-        }
-        lib.isal_deflate_stateless_init(stream);
-        // Bun cannot point at empty memory: an empty input points at a spare byte.
-        fields.setBigUint64(NEXT_IN, address(input.byteLength > 0 ? input : spare), true);
-        fields.setUint32(AVAIL_IN, input.byteLength, true);
-        fields.setBigUint64(NEXT_OUT, address(output), true);
-        fields.setUint32(AVAIL_OUT, output.byteLength, true);
-        fields.setUint32(LEVEL, level, true);
-        fields.setUint32(LEVEL_BUF_SIZE, LEVEL_BUFFER_SIZES[level], true);
-        fields.setBigUint64(LEVEL_BUF, LEVEL_BUFFER_SIZES[level] ? address(work) : 0n, true);
-        fields.setUint16(END_OF_STREAM, 1, true);
-        fields.setUint16(FLUSH, 0, true); // NO_FLUSH
-        fields.setUint16(GZIP_FLAG, 1, true); // IGZIP_GZIP: header and trailer
-        const result = lib.isal_deflate_stateless(stream);
-        if (result === STATELESS_OVERFLOW) return 0;
-        if (result !== COMP_OK) throw new Error(`ISA-L compression failed (code ${result})`);
-        return fields.getUint32(TOTAL_OUT, true);
       },
       bound(length) {
         // Stored blocks at worst (5 bytes per 64 KiB), the gzip header and trailer, slack.
         return length + 5 * Math.ceil(length / 65535) + 1024;
       },
       close() {
+        idle.clear();
         library.close();
       },
     };
+    if (!bunFfi) {
+      gzip.compressAsync = async (input, level, output) => {
+        const context = take(level);
+        try {
+          prepare(context, input, level, output);
+          return written(context, await lib.isal_deflate_stateless_nonblocking(context.stream));
+        } finally {
+          give(level, context);
+        }
+      };
+    }
+    return gzip;
   }
   return undefined;
 }

@@ -73,6 +73,13 @@ export async function openLibdeflate(
         result: "usize",
       },
       libdeflate_gzip_compress_bound: { parameters: ["pointer", "usize"], result: "usize" },
+      // The same call on a thread of Deno's pool: a promise, and this thread runs on.
+      libdeflate_gzip_compress_nonblocking: {
+        name: "libdeflate_gzip_compress",
+        parameters: ["pointer", "buffer", "usize", "buffer", "usize"],
+        result: "usize",
+        nonblocking: true,
+      },
     });
   };
   for (const name of names) {
@@ -83,43 +90,73 @@ export async function openLibdeflate(
       continue; // not there: try the next name
     }
     const lib = library.symbols;
-    // One compressor per level, made on first use (each holds its match-finder tables).
-    const compressors = new Map<number, unknown>();
-    const compressor = (level: number) => {
-      let made = compressors.get(level);
-      if (!made) {
-        made = lib.libdeflate_alloc_compressor(level);
-        if (!made) throw new Error(`libdeflate has no compression level ${level}`);
-        compressors.set(level, made);
-      }
+    // Compressors (each holds its match-finder tables) are not shared by calls in
+    // progress: one per call, kept per level for the next.
+    const idle = new Map<number, unknown[]>();
+    const all: unknown[] = [];
+    const take = (level: number) => {
+      const reused = idle.get(level)?.pop();
+      if (reused) return reused;
+      const made = lib.libdeflate_alloc_compressor(level);
+      if (!made) throw new Error(`libdeflate has no compression level ${level}`);
+      all.push(made);
       return made;
+    };
+    const give = (level: number, made: unknown) => {
+      if (!idle.has(level)) idle.set(level, []);
+      idle.get(level)!.push(made);
     };
     // Bun passes sizes as numbers; Deno wants BigInt for usize parameters.
     const size = bunFfi ? (n: number) => n : (n: number) => BigInt(n);
     const spare = new Uint8Array(1);
-    return {
+    // Bun cannot point at empty memory: an empty input points at a spare byte.
+    const args = (made: unknown, input: Uint8Array, output: Uint8Array) =>
+      [
+        made,
+        input.byteLength > 0 ? input : spare,
+        size(input.byteLength),
+        output,
+        size(output.byteLength),
+      ] as const;
+    const gzip: NativeGzip = {
       name: "libdeflate",
       compress(input, level, output) {
-        // Bun cannot point at empty memory: an empty input points at a spare byte.
-        return Number(
-          lib.libdeflate_gzip_compress(
-            compressor(level),
-            input.byteLength > 0 ? input : spare,
-            size(input.byteLength),
-            output,
-            size(output.byteLength),
-          ),
-        );
+        const made = take(level);
+        try {
+          return Number(lib.libdeflate_gzip_compress(...args(made, input, output)));
+        } finally {
+          give(level, made);
+        }
       },
       bound(length) {
-        return Number(lib.libdeflate_gzip_compress_bound(compressor(1), size(length)));
+        // The bound is the same for every level: any compressor will do.
+        const made = take(1);
+        try {
+          return Number(lib.libdeflate_gzip_compress_bound(made, size(length)));
+        } finally {
+          give(1, made);
+        }
       },
       close() {
-        for (const made of compressors.values()) lib.libdeflate_free_compressor(made);
-        compressors.clear();
+        for (const made of all) lib.libdeflate_free_compressor(made);
+        all.length = 0;
+        idle.clear();
         library.close();
       },
     };
+    if (!bunFfi) {
+      gzip.compressAsync = async (input, level, output) => {
+        const made = take(level);
+        try {
+          return Number(
+            await lib.libdeflate_gzip_compress_nonblocking(...args(made, input, output)),
+          );
+        } finally {
+          give(level, made);
+        }
+      };
+    }
+    return gzip;
   }
   return undefined;
 }

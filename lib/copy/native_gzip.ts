@@ -23,6 +23,12 @@ export interface NativeGzip {
    * Returns the bytes written, or 0 when `output` was too small.
    */
   compress(input: Uint8Array, level: number, output: Uint8Array): number;
+  /**
+   * The same on a thread of the runtime's own pool, where the runtime can call natives
+   * that way (Deno's nonblocking FFI; absent on Bun). Calls in progress at once each get
+   * a compressor of their own; the buffers must not be touched until it settles.
+   */
+  compressAsync?(input: Uint8Array, level: number, output: Uint8Array): Promise<number>;
   /** The most bytes a gzip member of `length` input bytes can take. */
   bound(length: number): number;
   /** Frees the compressors and unloads the library. */
@@ -40,7 +46,7 @@ export interface GzipScratch {
  * does), so compressing allocates nothing per block; otherwise it is fresh memory. Tell
  * them apart by `result.buffer === block.buffer`.
  *
- * Self-contained, like {@linkcode openLibdeflate}: the compression worker embeds it.
+ * Self-contained but for {@linkcode memberInBlock}: the compression worker embeds both.
  *
  * @example
  * ```ts
@@ -62,9 +68,57 @@ export function gzipBlock(
 ): Uint8Array {
   const need = gzip.bound(block.byteLength);
   if (!scratch.bytes || scratch.bytes.byteLength < need) scratch.bytes = new Uint8Array(need);
-  const written = gzip.compress(block, level, scratch.bytes);
+  return memberInBlock(gzip, block, scratch.bytes, gzip.compress(block, level, scratch.bytes));
+}
+
+/**
+ * Compresses a block into one gzip member on a thread of the runtime's pool, for a
+ * `gzip` that has `compressAsync`. The member gets memory of its own size, and the block
+ * is left as it was, free for reuse once the promise settles; so is `scratch`, the call's
+ * own until then.
+ *
+ * @example
+ * ```ts
+ * import { gzipBlockAsync } from "./native_gzip.ts";
+ * import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
+ * const gzip = await openLibdeflate(LIBDEFLATE_NAMES);
+ * if (gzip?.compressAsync) {
+ *   const member = await gzipBlockAsync(gzip, new Uint8Array(4096), 1, {});
+ *   console.log(member.byteLength < 4096);
+ * }
+ * gzip?.close();
+ * ```
+ */
+export async function gzipBlockAsync(
+  gzip: NativeGzip,
+  block: Uint8Array,
+  level: number,
+  scratch: GzipScratch,
+): Promise<Uint8Array> {
+  const need = gzip.bound(block.byteLength);
+  if (!scratch.bytes || scratch.bytes.byteLength < need) scratch.bytes = new Uint8Array(need);
+  const written = await gzip.compressAsync!(block, level, scratch.bytes);
   if (written === 0) throw new Error(`${gzip.name} found its output bound too small`);
-  const member = scratch.bytes.subarray(0, written);
+  return scratch.bytes.slice(0, written);
+}
+
+/**
+ * The member `gzip` wrote to `output`, moved into the spent block's memory when it fits,
+ * else a copy. Self-contained: the compression worker embeds it.
+ *
+ * @example
+ * ```ts ignore
+ * const member = memberInBlock(gzip, block, output, written);
+ * ```
+ */
+export function memberInBlock(
+  gzip: NativeGzip,
+  block: Uint8Array,
+  output: Uint8Array,
+  written: number,
+): Uint8Array {
+  if (written === 0) throw new Error(`${gzip.name} found its output bound too small`);
+  const member = output.subarray(0, written);
   if (written > block.buffer.byteLength) return member.slice();
   const inPlace = new Uint8Array(block.buffer, 0, written);
   inPlace.set(member);
