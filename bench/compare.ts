@@ -37,6 +37,7 @@ import { fileURLToPath } from "node:url";
 import { type RunningRegistry, startRegistry } from "../tests/helpers/registry.ts";
 import { run } from "../tests/helpers/tools.ts";
 import { CACHE_DIR, ensureImage, IMAGE_NAME } from "./make_image.ts";
+import { GzipEngines } from "../lib/copy/native_gzip.ts";
 import { findProcess, measure, type Measurement, processCpuSeconds, treeBytes } from "./measure.ts";
 import { disturbance, formatTables, median } from "./report.ts";
 
@@ -100,6 +101,17 @@ function skopeoBlobInfoCache(): string {
   return join(data, "containers/cache", file);
 }
 
+/** The gzip engine a push picks here by default, with its level. */
+async function gzipEngineInUse(): Promise<string> {
+  const engines = new GzipEngines("auto");
+  try {
+    const chosen = await engines.choose();
+    return `${chosen.engine} level ${chosen.level}`;
+  } finally {
+    engines.close();
+  }
+}
+
 /** The first line a command prints, or "unknown". */
 function firstLine(command: string, args: string[]): string {
   try {
@@ -157,6 +169,7 @@ async function main(args: string[]): Promise<void> {
     registry: firstLine("docker-registry", ["--version"]),
     commit: firstLine("git", ["rev-parse", "--short", "HEAD"]),
     libFilesChanged: firstLine("sh", ["-c", "git status --porcelain lib | wc -l"]),
+    gzipEngine: await gzipEngineInUse(),
     loadBefore: loadavg(),
   };
 

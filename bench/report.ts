@@ -88,7 +88,7 @@ export function formatTables(
     `${meta.gzipRatioSample.toFixed(2)}; ${environment.cpus} CPUs (load average before: ` +
     `${
       (environment.loadBefore as number[]).map((n) => n.toFixed(2)).join(" ")
-    }); medians of ${runs} run(s).`,
+    }); medians of ${runs} run(s); pushes gzip on ${environment.gzipEngine ?? "zlib"}.`,
     `Unavoidable work of a pull (every blob at once, curl | tee | sha256sum): ` +
     `${base.toFixed(2)} s wall, ${pick("download", "baseline", cpu).toFixed(2)} s CPU, ` +
     `${pick("download", "baseline", bytes).toFixed(0)} MiB.`,
