@@ -26,7 +26,7 @@ import zlib from "node:zlib";
 import { TarIndex } from "../lib/archive/tar_index.ts";
 import { compressStream, decompressStream, type LayerCompression } from "../lib/copy/compress.ts";
 import { BLOCK_SIZE, compressBlock } from "../lib/copy/parallel_compress.ts";
-import { gzipBlock, type GzipEngine, GzipEngines } from "../lib/copy/native_gzip.ts";
+import { type GzipEngine, GzipEngines, gzipMember } from "../lib/copy/native_gzip.ts";
 import { ContentStream, layerChunks, planLayer } from "./content.ts";
 
 const MIB = 1024 * 1024;
@@ -134,7 +134,7 @@ for (const [format, level] of cases) {
 }
 
 // What a push does: every block its own gzip member, on one core (the pool runs one such
-// lane per core). Native engines write into the block's memory, so each gets a copy.
+// lane per core).
 const blockKiB = BLOCK_SIZE / 1024;
 const lanes: [GzipEngine, number][] = [
   ["zlib", 1],
@@ -155,7 +155,7 @@ for (const [engine, level] of lanes) {
     const native = engines.native(engine);
     if (!loaded || !native) continue; // not installed here, or no FFI permission
     const scratch = {};
-    compress = (block) => gzipBlock(native, block.slice(), level, scratch);
+    compress = (block) => gzipMember(native, block, level, scratch);
   }
   let packed = 0;
   for (let at = 0; at < sample.length; at += BLOCK_SIZE) {

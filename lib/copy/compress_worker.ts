@@ -12,7 +12,7 @@
 
 import { ISAL_NAMES, openIsal } from "./isal.ts";
 import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
-import { gzipBlock, memberInBlock } from "./native_gzip.ts";
+import { gzipMember } from "./native_gzip.ts";
 
 /** JavaScript source of the worker (an ES module). */
 export function compressWorkerSource(): string {
@@ -39,8 +39,7 @@ const openers = {
   isal: () => (${openIsal.toString()})(${JSON.stringify(ISAL_NAMES)}),
   libdeflate: () => (${openLibdeflate.toString()})(${JSON.stringify(LIBDEFLATE_NAMES)}),
 };
-const memberInBlock = ${memberInBlock.toString()};
-const gzipBlock = ${gzipBlock.toString()};
+const gzipMember = ${gzipMember.toString()};
 const natives = new Map(); // engine name -> promise of the library, opened on first use
 const scratch = {};
 
@@ -52,9 +51,8 @@ self.onmessage = async (event) => {
       const gzip = await natives.get(engine);
       // The calling thread loaded it: zlib here instead would make other bytes.
       if (!gzip) throw new Error(engine + " did not load in the compression worker");
-      const bytes = gzipBlock(gzip, data, level, scratch);
-      if (bytes.buffer === data.buffer) self.postMessage({ id, bytes }, [bytes.buffer]);
-      else self.postMessage({ id, bytes, block: data }, [bytes.buffer, data.buffer]);
+      const bytes = gzipMember(gzip, data, level, scratch);
+      self.postMessage({ id, bytes, block: data }, [bytes.buffer, data.buffer]);
       return;
     }
     const out = format === "gzip"

@@ -35,32 +35,31 @@ export interface NativeGzip {
   close(): void;
 }
 
-/** Output memory reused across blocks by {@linkcode gzipBlock}. */
+/** Output memory reused across blocks by {@linkcode gzipMember}. */
 export interface GzipScratch {
   bytes?: Uint8Array;
 }
 
 /**
- * Compresses a block into one gzip member with `gzip`. The block is spent afterwards:
- * the member is put back into the block's own memory when it fits (it nearly always
- * does), so compressing allocates nothing per block; otherwise it is fresh memory. Tell
- * them apart by `result.buffer === block.buffer`.
+ * Compresses a block into one gzip member with `gzip`. The member gets memory of its own
+ * size (about 0.4 of the block, so garbage stays small) and the block is left as it was,
+ * free for reuse. `scratch` keeps the output memory between calls.
  *
- * Self-contained but for {@linkcode memberInBlock}: the compression worker embeds both.
+ * Self-contained, like {@linkcode openLibdeflate}: the compression worker embeds it.
  *
  * @example
  * ```ts
- * import { gzipBlock } from "./native_gzip.ts";
+ * import { gzipMember } from "./native_gzip.ts";
  * import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
  * const gzip = await openLibdeflate(LIBDEFLATE_NAMES);
  * if (gzip) {
- *   const member = gzipBlock(gzip, new Uint8Array(4096), 1, {});
+ *   const member = gzipMember(gzip, new Uint8Array(4096), 1, {});
  *   console.log(member.byteLength < 4096);
  *   gzip.close();
  * }
  * ```
  */
-export function gzipBlock(
+export function gzipMember(
   gzip: NativeGzip,
   block: Uint8Array,
   level: number,
@@ -68,28 +67,28 @@ export function gzipBlock(
 ): Uint8Array {
   const need = gzip.bound(block.byteLength);
   if (!scratch.bytes || scratch.bytes.byteLength < need) scratch.bytes = new Uint8Array(need);
-  return memberInBlock(gzip, block, scratch.bytes, gzip.compress(block, level, scratch.bytes));
+  const written = gzip.compress(block, level, scratch.bytes);
+  if (written === 0) throw new Error(`${gzip.name} found its output bound too small`);
+  return scratch.bytes.slice(0, written);
 }
 
 /**
- * Compresses a block into one gzip member on a thread of the runtime's pool, for a
- * `gzip` that has `compressAsync`. The member gets memory of its own size, and the block
- * is left as it was, free for reuse once the promise settles; so is `scratch`, the call's
- * own until then.
+ * {@linkcode gzipMember} on a thread of the runtime's pool, for a `gzip` that has
+ * `compressAsync`. The block and `scratch` are the call's own until the promise settles.
  *
  * @example
  * ```ts
- * import { gzipBlockAsync } from "./native_gzip.ts";
+ * import { gzipMemberAsync } from "./native_gzip.ts";
  * import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
  * const gzip = await openLibdeflate(LIBDEFLATE_NAMES);
  * if (gzip?.compressAsync) {
- *   const member = await gzipBlockAsync(gzip, new Uint8Array(4096), 1, {});
+ *   const member = await gzipMemberAsync(gzip, new Uint8Array(4096), 1, {});
  *   console.log(member.byteLength < 4096);
  * }
  * gzip?.close();
  * ```
  */
-export async function gzipBlockAsync(
+export async function gzipMemberAsync(
   gzip: NativeGzip,
   block: Uint8Array,
   level: number,
@@ -100,29 +99,6 @@ export async function gzipBlockAsync(
   const written = await gzip.compressAsync!(block, level, scratch.bytes);
   if (written === 0) throw new Error(`${gzip.name} found its output bound too small`);
   return scratch.bytes.slice(0, written);
-}
-
-/**
- * The member `gzip` wrote to `output`, moved into the spent block's memory when it fits,
- * else a copy. Self-contained: the compression worker embeds it.
- *
- * @example
- * ```ts ignore
- * const member = memberInBlock(gzip, block, output, written);
- * ```
- */
-export function memberInBlock(
-  gzip: NativeGzip,
-  block: Uint8Array,
-  output: Uint8Array,
-  written: number,
-): Uint8Array {
-  if (written === 0) throw new Error(`${gzip.name} found its output bound too small`);
-  const member = output.subarray(0, written);
-  if (written > block.buffer.byteLength) return member.slice();
-  const inPlace = new Uint8Array(block.buffer, 0, written);
-  inPlace.set(member);
-  return inPlace;
 }
 
 /** What compresses gzip blocks: a native library, or zlib (`node:zlib`). */
@@ -262,7 +238,7 @@ export class GzipEngines {
       const sample = new TextEncoder().encode(
         Array.from({ length: 3000 }, (_, i) => `${(i * 7919) % 1013} layer ${i % 17}\n`).join(""),
       );
-      const member = gzipBlock(native, sample.slice(), level, {});
+      const member = gzipMember(native, sample, level, {});
       const back = new Uint8Array(zlib.gunzipSync(member));
       if (back.length !== sample.length || !back.every((byte, i) => byte === sample[i])) {
         throw new Error("its output does not read back as the input");

@@ -15,10 +15,10 @@ import { ImagesError } from "../errors.ts";
 import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
 import { compressWorkerSource } from "./compress_worker.ts";
 import {
-  gzipBlockAsync,
   type GzipEngine,
   type GzipEngineChoice,
   GzipEngines,
+  gzipMemberAsync,
   type GzipScratch,
   type NativeGzip,
 } from "./native_gzip.ts";
@@ -204,8 +204,8 @@ export class CompressorPool {
   /**
    * Compresses one block into a complete gzip member or zstd frame: in a worker, or (with
    * zlib, one block in `2 × workers + 1`) right here, so the calling thread's core works
-   * too. A native `engine` must come from a {@linkcode CompressorPool.plan}. The block is
-   * spent: its memory may carry the result.
+   * too. A native `engine` must come from a {@linkcode CompressorPool.plan}. The block
+   * belongs to the pool afterwards (it is reused).
    */
   compress(
     block: Uint8Array,
@@ -261,10 +261,10 @@ export class CompressorPool {
     else await new Promise<void>((resolve) => this.#waitingCalls.push(resolve)); // handed a turn
     const scratch = this.#scratches.pop() ?? {};
     try {
-      // The member (about 0.4 of the block) gets memory of its own size and the block goes
-      // back for the next read: garbage, and so collections, shrink to 0.4 of what they
-      // would be (Deno's push: 6.4 s instead of 8.0 s, bench/README.md).
-      const member = await gzipBlockAsync(library, block, level, scratch);
+      // The member gets memory of its own size and the block goes back for the next read:
+      // garbage, and so collections, shrink to 0.4 of what they would be (Deno's push:
+      // 6.4 s instead of 8.0 s, bench/README.md).
+      const member = await gzipMemberAsync(library, block, level, scratch);
       this.giveBlock(block);
       return member;
     } catch (e) {
@@ -346,7 +346,7 @@ export function parallelCompressStream(
   ) => {
     while (inFlight.length > keep) {
       const bytes = await inFlight.shift()!;
-      noteGarbage(bytes.buffer.byteLength); // a member may sit in a whole block's memory
+      noteGarbage(bytes.byteLength);
       controller.enqueue(bytes);
     }
   };
