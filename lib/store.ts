@@ -5,9 +5,10 @@
  * @module
  */
 
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { env } from "node:process";
+import { ImagesError } from "./errors.ts";
+import { homeDirectory } from "./home.ts";
 
 /** Output formats of a pull. */
 export type OutputFormat = "docker" | "oci";
@@ -24,6 +25,13 @@ export type OutputFormat = "docker" | "oci";
  */
 export function defaultStorePath(environment: Record<string, string | undefined> = env): string {
   if (environment.APOLO_IMAGES_STORE) return environment.APOLO_IMAGES_STORE;
-  const data = environment.XDG_DATA_HOME || join(homedir(), ".local", "share");
+  const home = homeDirectory(environment);
+  if (!environment.XDG_DATA_HOME && !home) {
+    throw new ImagesError(
+      "no local store: set APOLO_IMAGES_STORE, XDG_DATA_HOME or HOME, or give an input or output",
+      "NO_STORE",
+    );
+  }
+  const data = environment.XDG_DATA_HOME || join(home!, ".local", "share");
   return join(data, "apolo-images", "store");
 }

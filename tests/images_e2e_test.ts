@@ -6,6 +6,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { readFile, writeFile } from "node:fs/promises";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.ts";
 import { runCli } from "./helpers/cli.ts";
@@ -95,37 +96,52 @@ describe("images end to end (docker-registry, buildah, skopeo, podman)", () => {
     assert.deepEqual(config.rootfs.diff_ids, sourceDiffIds);
   });
 
+  /** The diffIDs of an image in the registry, from GNU gzip reading its layers back. */
+  const gunzippedDiffIds = async (repo: string, scratch: string) => {
+    const copy = join(dir, scratch);
+    await run("skopeo", ["copy", "-q", "--src-tls-verify=false", inRegistry(repo), `dir:${copy}`]);
+    const manifest = json(await readFile(join(copy, "manifest.json")));
+    const diffIds = [];
+    for (const layer of manifest.layers) {
+      const blob = join(copy, layer.digest.slice("sha256:".length));
+      const gunzipped = await run("bash", ["-c", 'gzip -dc < "$1" | sha256sum', "-", blob]);
+      diffIds.push(`sha256:${gunzipped.stdout.split(" ")[0]}`);
+    }
+    return diffIds;
+  };
+
   for (const engine of ["isal", "libdeflate", "zlib"]) {
     it(`pushes with gzip engine ${engine}: skopeo copies it back and GNU gzip reads every layer to its diffID`, async () => {
       const name = `app-${engine}:v1`;
-      await cli(
-        "push",
-        "-q",
-        "--gzip-engine",
-        engine,
-        "--input",
-        images.dockerArchive,
-        images.name,
-        `image:${name}`,
-      );
-      const copy = join(dir, `copied-${engine}`);
-      await run("skopeo", [
-        "copy",
-        "-q",
-        "--src-tls-verify=false",
-        inRegistry(`alice/${name}`),
-        `dir:${copy}`,
-      ]);
-      const manifest = json(await readFile(join(copy, "manifest.json")));
-      const diffIds = [];
-      for (const layer of manifest.layers) {
-        const blob = join(copy, layer.digest.slice("sha256:".length));
-        const gunzipped = await run("bash", ["-c", 'gzip -dc < "$1" | sha256sum', "-", blob]);
-        diffIds.push(`sha256:${gunzipped.stdout.split(" ")[0]}`);
-      }
-      assert.deepEqual(diffIds, sourceDiffIds);
+      const args = ["--gzip-engine", engine, "--input", images.dockerArchive, images.name];
+      await cli("push", "-q", ...args, `image:${name}`);
+      assert.deepEqual(await gunzippedDiffIds(`alice/${name}`, `copied-${engine}`), sourceDiffIds);
     });
   }
+
+  it("under Deno with only the README's permissions (no --allow-sys, no --allow-ffi), pushes and pulls", async () => {
+    const home = join(dir, "home");
+    const cliPath = fileURLToPath(new URL("../lib/cli/main.ts", import.meta.url));
+    const permissions = ["--allow-net=127.0.0.1", "--allow-read", "--allow-write", "--allow-env"];
+    const narrow = (...args: string[]) =>
+      run("deno", ["run", ...permissions, "--no-prompt", cliPath, ...args], {
+        env: { ...env, XDG_CACHE_HOME: "", XDG_DATA_HOME: "", HOME: home, NO_COLOR: "1" },
+      });
+    const pushed = await narrow(
+      "push",
+      "-q",
+      "--input",
+      images.dockerArchive,
+      images.name,
+      "image:narrow:v1",
+    );
+    assert.equal(pushed.stdout.trim(), "image://default/alice/narrow:v1");
+    assert.deepEqual(await gunzippedDiffIds("alice/narrow:v1", "copied-narrow"), sourceDiffIds);
+    const output = join(dir, "narrow.tar");
+    await narrow("pull", "-q", "image:narrow:v1", "narrow:pulled", "--output", output);
+    const source = await openLocalSource(output);
+    await source.close();
+  });
 
   it("digest equals skopeo's; size, tags and ls agree with the registry", async () => {
     const digest = await cli("digest", "image:app:v1");

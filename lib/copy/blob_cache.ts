@@ -11,10 +11,11 @@
 
 import { createHash, randomUUID } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { env } from "node:process";
 import { isDigest } from "../oci/digest.ts";
+import { ImagesError } from "../errors.ts";
+import { homeDirectory } from "../home.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 
 /**
@@ -27,7 +28,14 @@ import type { Descriptor } from "../oci/manifest.ts";
  * ```
  */
 export function defaultCacheDir(environment: Record<string, string | undefined> = env): string {
-  return join(environment.XDG_CACHE_HOME || join(homedir(), ".cache"), "apolo-images");
+  const home = homeDirectory(environment);
+  if (!environment.XDG_CACHE_HOME && !home) {
+    throw new ImagesError(
+      "no cache folder: set XDG_CACHE_HOME or HOME (or disable the cache)",
+      "NO_CACHE_DIR",
+    );
+  }
+  return join(environment.XDG_CACHE_HOME || join(home!, ".cache"), "apolo-images");
 }
 
 /**

@@ -10,7 +10,7 @@
 
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { homedir } from "node:os";
+import { homeDirectory } from "../home.ts";
 import { join } from "node:path";
 import process from "node:process";
 import { ImagesError } from "../errors.ts";
@@ -108,7 +108,7 @@ export async function resolveCredentials(
   const env = lookup.env ?? permittedEnv();
   const fromEnv = environmentCredentials(host, env);
   if (fromEnv) return fromEnv;
-  const home = env.HOME ?? safe(homedir);
+  const home = homeDirectory(env);
   const dir = lookup.dockerConfigDir ?? env.DOCKER_CONFIG ?? (home && join(home, ".docker"));
   if (!dir) return undefined;
   const file = join(dir, "config.json");
