@@ -60,7 +60,7 @@ export function takeChunk(): Uint8Array {
  * import { adoptChunk, takeChunk } from "./chunk_pool.ts";
  * const chunk = takeChunk();
  * const mine = adoptChunk(chunk)!;
- * console.log(chunk.byteLength, mine.byteLength); // 0 1048576
+ * console.log(chunk.byteLength, mine.byteLength); // 0 524288
  * ```
  */
 export function adoptChunk(chunk: Uint8Array): Uint8Array | undefined {

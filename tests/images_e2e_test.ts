@@ -322,5 +322,18 @@ describe("images end to end (docker-registry, buildah, skopeo, podman)", () => {
     const usage = await runCli(["push"], env);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /missing LOCAL_IMAGE/);
+    const badOptions: [string[], RegExp][] = [
+      [["--compression-level", "15"], /--compression-level must be a whole number from 1 to 9/],
+      [["--gzip-engine", "fast"], /--gzip-engine must be one of auto, isal, libdeflate, zlib/],
+      [["--compression", "zstd", "--gzip-engine", "isal"], /--gzip-engine applies to gzip/],
+    ];
+    for (const [options, message] of badOptions) {
+      const refused = await runCli(
+        ["push", ...options, "--input", images.dockerArchive, "x:1"],
+        env,
+      );
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(refused.stderr, message);
+    }
   });
 });

@@ -105,6 +105,22 @@ describe("gzip engines", () => {
     assert.notEqual(isal.plan.settings, libdeflate.plan.settings);
   });
 
+  it("refuses an unknown engine and a level that is not a whole number 1–9, clearly", async () => {
+    assert.throws(
+      () => new GzipEngines("ISAL" as GzipEngine),
+      /unknown gzip engine "ISAL": use one of auto, isal, libdeflate, zlib/,
+    );
+    for (const level of [2.5, 0, 15]) {
+      const engines = new GzipEngines("auto");
+      await assert.rejects(engines.choose(level), (error: Error & { code?: string }) => {
+        assert.equal(error.code, "INVALID_ARGUMENT");
+        assert.match(error.message, new RegExp(`gzip compression level ${level}: use a whole`));
+        return true;
+      });
+      engines.close();
+    }
+  });
+
   it("refuses a level an engine does not have, naming both", async () => {
     const engines = new GzipEngines("isal");
     try {

@@ -191,6 +191,11 @@ async function openImages(line: CommandLine): Promise<Images> {
       line.command,
     );
   }
+  if (gzipEngine !== undefined && compression === "zstd") {
+    throw new UsageError("--gzip-engine applies to gzip, not --compression zstd", line.command);
+  }
+  const zstd = compression === "zstd";
+  const compressionLevel = intOption(line, "compression-level", 1, zstd ? 19 : 9);
   return new Images({
     registries: { [line.cluster]: line.registry },
     clusterName: line.cluster,
@@ -201,7 +206,7 @@ async function openImages(line: CommandLine): Promise<Images> {
     allowCredentialHelpers: true,
     insecure: line.insecure,
     compression: compression as LayerCompression | undefined,
-    compressionLevel: intOption(line, "compression-level", 1, 19),
+    compressionLevel,
     concurrency: intOption(line, "concurrency", 1, 32),
     resumableUploads: line.options.resumable === true,
     gzipEngine: gzipEngine as GzipEngineChoice | undefined,

@@ -45,7 +45,7 @@ Options:
   --input PATH                 archive or layout to read
   --resumable                  keep upload sessions so a stopped push can resume
   --compression gzip|zstd      compression of uncompressed layers (default gzip)
-  --compression-level N        gzip 1-9 (default: the engine's own), zstd 1-19
+  --compression-level N        gzip 1-9 (ISA-L 1-3; default: the engine's own), zstd 1-19
   --gzip-engine auto|isal|libdeflate|zlib
                                what compresses gzip (default auto: the first that runs)
   --concurrency N              layers at once (default 3)

@@ -16,14 +16,12 @@
 
 import type { NativeGzip } from "./native_gzip.ts";
 
-/** Where the library is looked for, in order, by the system's loader search. */
-export const ISAL_NAMES: readonly string[] = [
-  "libisal.so.2",
-  "libisal.so",
-  "libisal.2.dylib",
-  "libisal.dylib",
-  "isa-l.dll",
-];
+/**
+ * Where the library is looked for, in order, by the system's loader search: only names
+ * of soname 2, whose struct layout this module writes (an unversioned link could lead to
+ * another layout, and a crash inside the very call meant to check it).
+ */
+export const ISAL_NAMES: readonly string[] = ["libisal.so.2", "libisal.2.dylib"];
 
 /**
  * Loads the first of `names` that opens; resolves `undefined` when none does, when the

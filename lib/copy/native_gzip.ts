@@ -160,16 +160,31 @@ export class GzipEngines {
 
   /** @param choice the engine to use, or `auto` (default). */
   constructor(choice: GzipEngineChoice = "auto") {
+    if (!GZIP_ENGINE_CHOICES.includes(choice)) {
+      throw new ImagesError(
+        `unknown gzip engine ${JSON.stringify(choice)}: use one of ${
+          GZIP_ENGINE_CHOICES.join(", ")
+        }`,
+        "INVALID_ARGUMENT",
+      );
+    }
     this.#choice = choice;
   }
 
   /**
    * Picks the engine: the one chosen, or with `auto` the first of ISA-L (only at its
    * default level: its scale is 0–3), libdeflate, zlib that loads and round-trips a
-   * sample. `level` (gzip's 1–9 scale) applies to whichever runs; without it, the
-   * engine's own default. A named native engine that cannot run is an error.
+   * sample. `level` (a whole number 1–9; ISA-L has only 1–3) applies to whichever runs;
+   * without it, the engine's own default. A named native engine that cannot run, or
+   * cannot run at `level`, is an error.
    */
   async choose(level?: number): Promise<ChosenGzip> {
+    if (level !== undefined && !(Number.isInteger(level) && level >= 1 && level <= 9)) {
+      throw new ImagesError(
+        `gzip compression level ${level}: use a whole number 1–9`,
+        "INVALID_ARGUMENT",
+      );
+    }
     const candidates: GzipEngine[] = this.#choice !== "auto"
       ? [this.#choice]
       : level === undefined
@@ -222,6 +237,11 @@ export class GzipEngines {
       this.#loading.set(engine, loading);
     }
     const native = await loading;
+    // Closed while it loaded: the library is not wanted any more.
+    if (native && this.#loading.get(engine) !== loading) {
+      native.close();
+      return undefined;
+    }
     if (native) this.#loaded.set(engine, native);
     return native;
   }
