@@ -5,11 +5,12 @@
  *
  * A worker compresses one block into a complete gzip member or zstd frame and transfers
  * the bytes back: gzip on the native library the message names (ISA-L or libdeflate,
- * whose loaders it embeds: ./isal.ts, ./libdeflate.ts), else on zlib.
+ * whose loaders it embeds: ./ffi.ts, ./isal.ts, ./libdeflate.ts), else on zlib.
  *
  * @module
  */
 
+import { openFirstLibrary } from "./ffi.ts";
 import { ISAL_NAMES, openIsal } from "./isal.ts";
 import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
 import { gzipMember } from "./native_gzip.ts";
@@ -35,6 +36,7 @@ else {
 }
 let garbage = 0;
 
+const openFirstLibrary = ${openFirstLibrary.toString()};
 const openers = {
   isal: () => (${openIsal.toString()})(${JSON.stringify(ISAL_NAMES)}),
   libdeflate: () => (${openLibdeflate.toString()})(${JSON.stringify(LIBDEFLATE_NAMES)}),

@@ -8,12 +8,13 @@
  * It writes into memory the caller gives, so a compression worker allocates nothing per
  * block. Without the library, or without FFI permission, pushes compress with zlib.
  *
- * {@linkcode openLibdeflate} is self-contained (no imports, no outer names): the
- * compression worker embeds its source text, as it cannot import modules by path.
+ * {@linkcode openLibdeflate} uses no outer name but {@linkcode openFirstLibrary}: the
+ * compression worker embeds the source text of both, as it cannot import modules by path.
  *
  * @module
  */
 
+import { openFirstLibrary } from "./ffi.ts";
 import type { NativeGzip } from "./native_gzip.ts";
 
 /** Where the library is looked for, in order, by the system's loader search. */
@@ -44,28 +45,17 @@ export const LIBDEFLATE_NAMES: readonly string[] = [
 export async function openLibdeflate(
   names: readonly string[],
 ): Promise<NativeGzip | undefined> {
-  // deno-lint-ignore no-explicit-any
-  const runtime = globalThis as any;
-  // Bun's FFI module, imported by a computed name so Deno's checker leaves it alone.
-  const bunFfi = runtime.Bun ? await import(["bun", "ffi"].join(":")) : undefined;
-  const deno = runtime.Deno;
-  if (!bunFfi) {
-    if (typeof deno?.dlopen !== "function") return undefined;
-    if (deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
-  }
-  const open = (name: string) => {
-    if (bunFfi) {
-      return bunFfi.dlopen(name, {
-        libdeflate_alloc_compressor: { args: ["i32"], returns: "ptr" },
-        libdeflate_free_compressor: { args: ["ptr"], returns: "void" },
-        libdeflate_gzip_compress: {
-          args: ["ptr", "ptr", "usize", "ptr", "usize"],
-          returns: "usize",
-        },
-        libdeflate_gzip_compress_bound: { args: ["ptr", "usize"], returns: "usize" },
-      });
-    }
-    return deno.dlopen(name, {
+  const opened = await openFirstLibrary(names, {
+    bun: {
+      libdeflate_alloc_compressor: { args: ["i32"], returns: "ptr" },
+      libdeflate_free_compressor: { args: ["ptr"], returns: "void" },
+      libdeflate_gzip_compress: {
+        args: ["ptr", "ptr", "usize", "ptr", "usize"],
+        returns: "usize",
+      },
+      libdeflate_gzip_compress_bound: { args: ["ptr", "usize"], returns: "usize" },
+    },
+    deno: {
       libdeflate_alloc_compressor: { parameters: ["i32"], result: "pointer" },
       libdeflate_free_compressor: { parameters: ["pointer"], result: "void" },
       libdeflate_gzip_compress: {
@@ -80,83 +70,76 @@ export async function openLibdeflate(
         result: "usize",
         nonblocking: true,
       },
-    });
+    },
+  });
+  if (!opened) return undefined;
+  const { library, bunFfi } = opened;
+  const lib = library.symbols;
+  // Compressors (each holds its match-finder tables) are not shared by calls in
+  // progress: one per call, kept per level for the next.
+  const idle = new Map<number, unknown[]>();
+  const all: unknown[] = [];
+  const take = (level: number) => {
+    const reused = idle.get(level)?.pop();
+    if (reused) return reused;
+    const made = lib.libdeflate_alloc_compressor(level);
+    if (!made) throw new Error(`libdeflate has no compression level ${level}`);
+    all.push(made);
+    return made;
   };
-  for (const name of names) {
-    let library;
-    try {
-      library = open(name);
-    } catch {
-      continue; // not there: try the next name
-    }
-    const lib = library.symbols;
-    // Compressors (each holds its match-finder tables) are not shared by calls in
-    // progress: one per call, kept per level for the next.
-    const idle = new Map<number, unknown[]>();
-    const all: unknown[] = [];
-    const take = (level: number) => {
-      const reused = idle.get(level)?.pop();
-      if (reused) return reused;
-      const made = lib.libdeflate_alloc_compressor(level);
-      if (!made) throw new Error(`libdeflate has no compression level ${level}`);
-      all.push(made);
-      return made;
+  const give = (level: number, made: unknown) => {
+    if (!idle.has(level)) idle.set(level, []);
+    idle.get(level)!.push(made);
+  };
+  // Bun passes sizes as numbers; Deno wants BigInt for usize parameters.
+  const size = bunFfi ? (n: number) => n : (n: number) => BigInt(n);
+  const spare = new Uint8Array(1);
+  // Bun cannot point at empty memory: an empty input points at a spare byte.
+  const args = (made: unknown, input: Uint8Array, output: Uint8Array) =>
+    [
+      made,
+      input.byteLength > 0 ? input : spare,
+      size(input.byteLength),
+      output,
+      size(output.byteLength),
+    ] as const;
+  const gzip: NativeGzip = {
+    name: "libdeflate",
+    compress(input, level, output) {
+      const made = take(level);
+      try {
+        return Number(lib.libdeflate_gzip_compress(...args(made, input, output)));
+      } finally {
+        give(level, made);
+      }
+    },
+    bound(length) {
+      // The bound is the same for every level: any compressor will do.
+      const made = take(1);
+      try {
+        return Number(lib.libdeflate_gzip_compress_bound(made, size(length)));
+      } finally {
+        give(1, made);
+      }
+    },
+    close() {
+      for (const made of all) lib.libdeflate_free_compressor(made);
+      all.length = 0;
+      idle.clear();
+      library.close();
+    },
+  };
+  if (!bunFfi) {
+    gzip.compressAsync = async (input, level, output) => {
+      const made = take(level);
+      try {
+        return Number(
+          await lib.libdeflate_gzip_compress_nonblocking(...args(made, input, output)),
+        );
+      } finally {
+        give(level, made);
+      }
     };
-    const give = (level: number, made: unknown) => {
-      if (!idle.has(level)) idle.set(level, []);
-      idle.get(level)!.push(made);
-    };
-    // Bun passes sizes as numbers; Deno wants BigInt for usize parameters.
-    const size = bunFfi ? (n: number) => n : (n: number) => BigInt(n);
-    const spare = new Uint8Array(1);
-    // Bun cannot point at empty memory: an empty input points at a spare byte.
-    const args = (made: unknown, input: Uint8Array, output: Uint8Array) =>
-      [
-        made,
-        input.byteLength > 0 ? input : spare,
-        size(input.byteLength),
-        output,
-        size(output.byteLength),
-      ] as const;
-    const gzip: NativeGzip = {
-      name: "libdeflate",
-      compress(input, level, output) {
-        const made = take(level);
-        try {
-          return Number(lib.libdeflate_gzip_compress(...args(made, input, output)));
-        } finally {
-          give(level, made);
-        }
-      },
-      bound(length) {
-        // The bound is the same for every level: any compressor will do.
-        const made = take(1);
-        try {
-          return Number(lib.libdeflate_gzip_compress_bound(made, size(length)));
-        } finally {
-          give(1, made);
-        }
-      },
-      close() {
-        for (const made of all) lib.libdeflate_free_compressor(made);
-        all.length = 0;
-        idle.clear();
-        library.close();
-      },
-    };
-    if (!bunFfi) {
-      gzip.compressAsync = async (input, level, output) => {
-        const made = take(level);
-        try {
-          return Number(
-            await lib.libdeflate_gzip_compress_nonblocking(...args(made, input, output)),
-          );
-        } finally {
-          give(level, made);
-        }
-      };
-    }
-    return gzip;
   }
-  return undefined;
+  return gzip;
 }

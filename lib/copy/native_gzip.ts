@@ -45,7 +45,7 @@ export interface GzipScratch {
  * size (about 0.4 of the block, so garbage stays small) and the block is left as it was,
  * free for reuse. `scratch` keeps the output memory between calls.
  *
- * Self-contained, like {@linkcode openLibdeflate}: the compression worker embeds it.
+ * Self-contained (no imports, no outer names): the compression worker embeds it.
  *
  * @example
  * ```ts
