@@ -33,6 +33,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
+import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { type RunningRegistry, startRegistry } from "../tests/helpers/registry.ts";
 import { run } from "../tests/helpers/tools.ts";
@@ -71,25 +72,50 @@ const RESULTS_DIR = fileURLToPath(new URL("./results/", import.meta.url));
 const OWNER = "bench";
 const MIB = 2 ** 20;
 
-/** The command-line options. */
+const USAGE =
+  "usage: deno task bench [--small] [--runs N] [--only deno|bun] [--no-wait] [--retries N]";
+
+/** A mistake in the command line: printed with the usage, without a stack trace. */
+class UsageError extends Error {}
+
+/** The command-line options; unknown ones are refused rather than ignored. */
 function parseOptions(args: string[]) {
-  const value = (flag: string, fallback: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
-  };
-  const count = (flag: string, fallback: number, min: number) => {
-    const n = Number(value(flag, String(fallback)));
-    if (!Number.isInteger(n) || n < min) throw new Error(`${flag} takes an integer ≥ ${min}`);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      options: {
+        small: { type: "boolean" },
+        runs: { type: "string" },
+        retries: { type: "string" },
+        only: { type: "string" },
+        "no-wait": { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const values = parsed.values;
+  const count = (flag: "runs" | "retries", fallback: number, min: number) => {
+    const n = Number(values[flag] ?? fallback);
+    if (!Number.isInteger(n) || n < min) {
+      throw new UsageError(`--${flag} takes an integer ≥ ${min}`);
+    }
     return n;
   };
-  const only = value("--only", "");
-  if (only !== "" && only !== "deno" && only !== "bun") throw new Error("--only takes deno or bun");
+  const only = values.only ?? "";
+  if (only !== "" && only !== "deno" && only !== "bun") {
+    throw new UsageError("--only takes deno or bun");
+  }
   return {
-    small: args.includes("--small"),
-    runs: count("--runs", 1, 1),
-    retries: count("--retries", 2, 0),
+    help: values.help ?? false,
+    small: values.small ?? false,
+    runs: count("runs", 1, 1),
+    retries: count("retries", 2, 0),
     runtimes: (only ? [only] : ["deno", "bun"]) as Runtime[],
-    waitIdle: !args.includes("--no-wait"),
+    waitIdle: !values["no-wait"],
   };
 }
 
@@ -148,6 +174,10 @@ function downloadScript(registry: RunningRegistry, digests: string[], dir: strin
 /** Runs the comparison; see the module documentation. */
 async function main(args: string[]): Promise<void> {
   const opts = parseOptions(args);
+  if (opts.help) {
+    console.log(USAGE);
+    return;
+  }
   const image = await ensureImage({ small: opts.small });
   const work = await mkdtemp(join(tmpdir(), "apolo-bench-"));
   const denoDir = process.env.DENO_DIR ||
@@ -401,6 +431,14 @@ async function main(args: string[]): Promise<void> {
 }
 
 if (import.meta.main) {
-  await main(process.argv.slice(2));
+  try {
+    await main(process.argv.slice(2));
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`${error.message}\n${USAGE}`);
+      process.exit(2);
+    }
+    throw error;
+  }
   process.exit(0);
 }
