@@ -13,7 +13,7 @@
  * @module
  */
 
-import { noteGarbage } from "./gc.ts";
+import { markDisposable, noteGarbage } from "./gc.ts";
 
 /**
  * Bytes per chunk: the size file streams read and compression blocks hold. Half a MiB
@@ -47,7 +47,10 @@ export function takeChunk(): Uint8Array {
     noteGarbage(CHUNK_SIZE);
   }
   handedOut.add(buffer);
-  return new Uint8Array(buffer);
+  const chunk = new Uint8Array(buffer);
+  // Sent as it is (a blob pushed without compression), it can go once sent.
+  markDisposable(chunk);
+  return chunk;
 }
 
 /**

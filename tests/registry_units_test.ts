@@ -33,6 +33,7 @@ import { SecretSet } from "../lib/registry/redact.ts";
 import { configHostKey, resolveCredentials } from "../lib/registry/credentials.ts";
 import { uploadPolicyFor } from "../lib/registry/upload.ts";
 import { SourceCursor } from "../lib/registry/source_cursor.ts";
+import { markDisposable } from "../lib/gc.ts";
 import { bytesSource, digestOf, testBytes } from "./helpers/test_registry.ts";
 
 describe("WWW-Authenticate parser", () => {
@@ -223,6 +224,61 @@ describe("source cursor", () => {
     await cursor.seek(10); // before every checkpoint: from 0
     assert.deepEqual(source.opens, [0, 300_000, 0]);
     await cursor.close();
+  });
+
+  it("lets go of the library's own chunks once the body's reader asks for the next", async () => {
+    const own = [testBytes(300_000, 1), testBytes(300_000, 2), testBytes(200_000, 3)];
+    own.forEach(markDisposable);
+    const foreign = testBytes(100_000, 4); // not marked: a caller's bytes stay untouched
+    const expected = new Uint8Array([...own.flatMap((c) => [...c]), ...foreign]);
+    const chunks = [...own, foreign];
+    const cursor = new SourceCursor({
+      open: () =>
+        new ReadableStream({
+          pull: (c) => chunks.length ? c.enqueue(chunks.shift()!) : c.close(),
+        }),
+    }, "blob");
+    await cursor.seek(0);
+    const reader = cursor.stream(1 << 30).getReader();
+    const received: Uint8Array[] = [];
+    const seen: Uint8Array[] = [];
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      seen.push(value);
+      received.push(value.slice()); // what a sender holds on to while sending
+      // Asking for this chunk let go of the one before (all but the last are the library's).
+      if (seen.length > 1) assert.equal(seen.at(-2)!.byteLength, 0);
+    }
+    assert.deepEqual(seen.map((c) => c.byteLength), [0, 0, 0, 100_000]);
+    assert.deepEqual(new Uint8Array(received.flatMap((c) => [...c])), expected);
+    assert.equal(cursor.digest(), digestOf(expected));
+  });
+
+  it("fills chunks of an upload from the library's own buffers, then lets go of them", async () => {
+    const pieces = Array.from({ length: 40 }, (_, i) => testBytes(50_000 + (i * 7919) % 60_000, i));
+    const expected = new Uint8Array(pieces.flatMap((p) => [...p]));
+    const own = pieces.map((p) => p.slice());
+    own.forEach(markDisposable);
+    const queue = [...own];
+    const cursor = new SourceCursor({
+      open: () =>
+        new ReadableStream({
+          pull: (c) => queue.length ? c.enqueue(queue.shift()!) : c.close(),
+        }),
+    }, "blob");
+    await cursor.seek(0);
+    const filled: Uint8Array[] = [];
+    for (;;) {
+      const chunk = await cursor.fill(300_000);
+      if (chunk.byteLength === 0) break;
+      filled.push(chunk);
+      await cursor.atEnd();
+    }
+    assert.deepEqual(new Uint8Array(filled.flatMap((c) => [...c])), expected);
+    assert.equal(cursor.digest(), digestOf(expected));
+    // Copied whole into a chunk: let go; split between two chunks: left to the collector.
+    assert.ok(own.filter((p) => p.byteLength === 0).length > own.length / 2);
   });
 
   it("fails when the source has more or fewer bytes than announced", async () => {

@@ -22,7 +22,7 @@ import {
   type GzipScratch,
   type NativeGzip,
 } from "./native_gzip.ts";
-import { noteGarbage } from "../gc.ts";
+import { markDisposable, noteGarbage } from "../gc.ts";
 import { adoptChunk, CHUNK_SIZE, giveChunk, takeChunk } from "../chunk_pool.ts";
 
 /** Uncompressed bytes per block: large enough that the ratio loss is negligible. */
@@ -347,6 +347,7 @@ export function parallelCompressStream(
     while (inFlight.length > keep) {
       const bytes = await inFlight.shift()!;
       noteGarbage(bytes.byteLength);
+      markDisposable(bytes);
       controller.enqueue(bytes);
     }
   };

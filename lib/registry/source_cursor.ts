@@ -9,6 +9,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { ImagesError } from "../errors.ts";
+import { dispose } from "../gc.ts";
 
 /**
  * Where an upload's bytes come from.
@@ -109,6 +110,7 @@ export class SourceCursor {
           `the source ended at byte ${this.position}, before byte ${offset} the registry holds`,
         );
       }
+      dispose(got); // already with the registry: hashed, not sent
     }
   }
 
@@ -134,15 +136,17 @@ export class SourceCursor {
   async fill(n: number): Promise<Uint8Array> {
     const first = await this.read(n);
     if (first === null) return new Uint8Array(0);
-    if (first.byteLength === n) return first.slice();
+    if (first.byteLength === n) return copyAndDispose(first);
     const out = new Uint8Array(n);
     out.set(first, 0);
     let at = first.byteLength;
+    dispose(first);
     while (at < n) {
       const more = await this.read(n - at);
       if (more === null) break;
       out.set(more, at);
       at += more.byteLength;
+      dispose(more);
     }
     return at === n ? out : out.slice(0, at);
   }
@@ -180,10 +184,13 @@ export class SourceCursor {
     onProgress?: (position: number) => void,
   ): ReadableStream<Uint8Array> {
     let mark = this.position;
+    let handedOn: Uint8Array | undefined;
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
-        const chunk = await this.read(1 << 20);
-        if (chunk === null) {
+        // Asked for more: the taker holds the last chunk now, so its memory can go.
+        if (handedOn) dispose(handedOn);
+        const chunk = handedOn = (await this.read(1 << 20)) ?? undefined;
+        if (chunk === undefined) {
           controller.close();
           return;
         }
@@ -236,4 +243,11 @@ export class SourceCursor {
     this.failure = e;
     return e;
   }
+}
+
+/** A copy of `bytes`, whose own memory is let go at once when the library made it. */
+function copyAndDispose(bytes: Uint8Array): Uint8Array {
+  const copy = bytes.slice();
+  dispose(bytes);
+  return copy;
 }
