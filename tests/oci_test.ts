@@ -1,6 +1,12 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { DigestCounter, sha256Digest, verifyingStream } from "../lib/oci/digest.ts";
+import {
+  DigestCounter,
+  sha256Digest,
+  verifyingStream,
+  vouch,
+  vouchedDigest,
+} from "../lib/oci/digest.ts";
 import {
   MAX_LAYERS,
   MAX_MANIFEST_BYTES,
@@ -37,6 +43,25 @@ describe("digests", () => {
     await assert.rejects(readAll(short, 100, "x"), /b: truncated: expected 4 bytes, got 3/);
     const long = streamOf(new Uint8Array(5)).pipeThrough(verifyingStream({ what: "c", size: 4 }));
     await assert.rejects(readAll(long, 100, "x"), /c: more data than the expected 4 bytes/);
+  });
+
+  it("trusts a stream only for the digest its maker vouched for, never one piped from it", async () => {
+    const bytes = new TextEncoder().encode("hello");
+    const digest = sha256Digest(bytes);
+    const checked = vouch(
+      streamOf(bytes).pipeThrough(verifyingStream({ what: "greeting", digest })),
+      digest,
+    );
+    assert.equal(vouchedDigest(checked, digest), digest);
+    assert.equal(vouchedDigest(checked, zero), undefined, "another digest is checked by hashing");
+    assert.equal(vouchedDigest(checked, undefined), undefined);
+    assert.equal(vouchedDigest(checked.pipeThrough(new TransformStream()), digest), undefined);
+    assert.equal(vouchedDigest(streamOf(bytes), digest), undefined);
+    // A counter for vouched bytes counts them and takes the digest it was given.
+    const counter = new DigestCounter(vouchedDigest(checked, digest));
+    counter.update(bytes);
+    assert.equal(counter.size, 5);
+    assert.equal(counter.digest(), digest);
   });
 
   it("counts and hashes incrementally", () => {

@@ -15,7 +15,7 @@
 
 import { AbortedError, DigestMismatchError, ImagesError } from "../errors.ts";
 import type { BlobInfo, ImageDestination, TransferOptions } from "../copy/ends.ts";
-import { checkDigest, DigestCounter } from "../oci/digest.ts";
+import { checkDigest, DigestCounter, vouchedDigest } from "../oci/digest.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { ImageSet } from "./image_set.ts";
 import { blobPath, dockerSaveFiles, jsonBytes, OCI_LAYOUT_BYTES } from "./layout_files.ts";
@@ -215,7 +215,7 @@ export class ArchiveDestination implements ImageDestination {
       slot = await this.#writer.reserve(blobPath(digest), size);
       this.#slots.set(digest, slot);
     }
-    const counter = new DigestCounter();
+    const counter = new DigestCounter(vouchedDigest(stream, digest));
     const what = `blob ${digest} written to ${this.location}`;
     const reader = stream.getReader();
     try {
@@ -253,7 +253,7 @@ export class ArchiveDestination implements ImageDestination {
     info: BlobInfo,
     options: TransferOptions,
   ): Promise<Descriptor> {
-    const counter = new DigestCounter();
+    const counter = new DigestCounter(vouchedDigest(stream, info.digest));
     const signal = options.signal;
     const spooled = await this.#writer.spool(stream, (chunk) => {
       if (signal?.aborted) throw new AbortedError(`writing a blob to ${this.location}`);

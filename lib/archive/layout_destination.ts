@@ -28,7 +28,7 @@ import {
 import { join } from "node:path";
 import { AbortedError, ArchiveError, DigestMismatchError, ImagesError } from "../errors.ts";
 import type { BlobInfo, ImageDestination, TransferOptions } from "../copy/ends.ts";
-import { checkDigest, DigestCounter } from "../oci/digest.ts";
+import { checkDigest, DigestCounter, vouchedDigest } from "../oci/digest.ts";
 import { type Descriptor, MAX_MANIFEST_BYTES, parseManifest } from "../oci/manifest.ts";
 import { MediaType } from "../oci/media_types.ts";
 import { errorCode, fsProblem, readAt, writeAt } from "./file_io.ts";
@@ -223,7 +223,7 @@ export class OciLayoutDestination implements ImageDestination {
     }
     const temp = join(this.location, "blobs", "sha256", tempName());
     this.#temps.add(temp);
-    const counter = new DigestCounter();
+    const counter = new DigestCounter(vouchedDigest(stream, info.digest));
     const what = `blob written to ${this.location}`;
     const handle = await open(temp, "wx", 0o644);
     try {

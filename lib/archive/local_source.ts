@@ -14,7 +14,7 @@
 
 import { ArchiveError, DigestMismatchError, NotFoundError } from "../errors.ts";
 import type { ImageSource, ResolvedImage, TransferOptions } from "../copy/ends.ts";
-import { DigestCounter, sha256Digest } from "../oci/digest.ts";
+import { DigestCounter, sha256Digest, vouch } from "../oci/digest.ts";
 import {
   type Descriptor,
   MAX_MANIFEST_BYTES,
@@ -519,7 +519,7 @@ export class LocalSource implements ImageSource {
       );
     }
     const stream = await this.#store.stream(known.entry, { signal: options.signal });
-    return stream.pipeThrough(this.#checker(known, options.onProgress));
+    return vouch(stream.pipeThrough(this.#checker(known, options.onProgress)), known.digest);
   }
 
   #checker(

@@ -82,22 +82,72 @@ export function sha256Digest(bytes: Uint8Array): string {
  * ```
  */
 export class DigestCounter {
-  #hash: Hash = createHash("sha256");
+  #hash?: Hash;
   #digest?: string;
   /** Bytes seen so far. */
   size = 0;
 
+  /**
+   * @param vouched the digest the bytes are already known to have (a stream that
+   * {@linkcode vouchedDigest} names): they are then only counted, not hashed again
+   */
+  constructor(vouched?: string) {
+    if (vouched === undefined) this.#hash = createHash("sha256");
+    else this.#digest = vouched;
+  }
+
   /** Adds bytes to the hash. */
   update(chunk: Uint8Array): void {
-    this.#hash.update(chunk);
+    this.#hash?.update(chunk);
     this.size += chunk.byteLength;
   }
 
   /** The digest of every byte seen; call once all bytes have been seen. */
   digest(): string {
-    this.#digest ??= "sha256:" + this.#hash.digest("hex");
+    this.#digest ??= "sha256:" + this.#hash!.digest("hex");
     return this.#digest;
   }
+}
+
+const vouched = new WeakMap<ReadableStream<Uint8Array>, string>();
+
+/**
+ * Marks `stream` as checked by whoever made it: it fails before its end unless its
+ * bytes have `digest`. A consumer that would hash the same bytes again to check the same
+ * digest can trust it ({@linkcode vouchedDigest}): a pull then hashes each layer once.
+ * Only the stream object itself is vouched for, never one piped from it.
+ *
+ * @example
+ * ```ts
+ * import { verifyingStream, vouch } from "./digest.ts";
+ * const digest = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+ * const checked = vouch(new Blob(["hello"]).stream().pipeThrough(verifyingStream({ digest, what: "x" })), digest);
+ * ```
+ */
+export function vouch(
+  stream: ReadableStream<Uint8Array>,
+  digest: string,
+): ReadableStream<Uint8Array> {
+  vouched.set(stream, digest);
+  return stream;
+}
+
+/**
+ * The digest `stream` was vouched for with {@linkcode vouch}, if `expected` is that
+ * digest; otherwise undefined (the consumer hashes the bytes itself).
+ *
+ * @example
+ * ```ts
+ * import { DigestCounter, vouchedDigest } from "./digest.ts";
+ * const stream = new Blob(["x"]).stream();
+ * const counter = new DigestCounter(vouchedDigest(stream, "sha256:…")); // not vouched: hashes
+ * ```
+ */
+export function vouchedDigest(
+  stream: ReadableStream<Uint8Array>,
+  expected: string | undefined,
+): string | undefined {
+  return expected !== undefined && vouched.get(stream) === expected ? expected : undefined;
 }
 
 /** What {@linkcode verifyingStream} checks at the end of the stream. */

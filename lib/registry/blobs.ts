@@ -7,7 +7,7 @@
  */
 
 import { ImagesError } from "../errors.ts";
-import { checkDigest, verifyingStream } from "../oci/digest.ts";
+import { checkDigest, verifyingStream, vouch } from "../oci/digest.ts";
 import { checkRepository } from "./endpoint.ts";
 import { errorFromResponse, RegistryConnectionError } from "./errors.ts";
 import type { HttpResponse } from "./http.ts";
@@ -180,7 +180,7 @@ export async function getBlob(
       await reader?.cancel(reason).catch(() => {});
     },
   }, { highWaterMark: 0 });
-  return stream.pipeThrough(verifyingStream({ digest, size, what }));
+  return vouch(stream.pipeThrough(verifyingStream({ digest, size, what })), digest);
 }
 
 function contentRangeStart(value: string | null): number | undefined {
