@@ -118,6 +118,22 @@ describe("faults during uploads", () => {
     assert.equal(registry.requests.filter((r) => r.method === "POST").length, 2);
   });
 
+  it("a commit unanswered while the blob is stored by another upload cancels the session", async () => {
+    const bytes = testBytes(100_000, 12);
+    await check(client(), "lost-commit/a", bytes); // the same bytes, stored by another upload
+    // (A monolithic PUT carries the bytes: it is simply sent again.)
+    for (const uploadMode of ["streaming", "chunked"] as const) {
+      registry.faults.stallCommitTimes = 1;
+      // check: the blob is there, and no session is left open
+      await check(client({ uploadMode, commitTimeoutMs: 200 }), "lost-commit/a", bytes);
+      assert.equal(
+        registry.faults.stallCommitTimes,
+        0,
+        `${uploadMode}: the commit was not answered`,
+      );
+    }
+  });
+
   it("drops on every attempt fail with a clear error after the retry bound", async () => {
     const bytes = testBytes(2 * MiB, 15);
     registry.faults.dropPatchAfterBytes = 100_000;

@@ -787,7 +787,7 @@ class BlobUpload {
       if (this.#sourceFailed()) throw this.#cursor.failure;
       if (!(e instanceof RegistryConnectionError)) throw e;
       await this.#failed(e);
-      if (await this.#exists(digest)) return this.#done(digest);
+      if (await this.#exists(digest)) return await this.#storedAnyway(digest);
       throw new Restart(`the connection failed: ${e.message}`);
     }
     if (!(body instanceof Uint8Array)) {
@@ -839,6 +839,16 @@ class BlobUpload {
     }
   }
 
+  /**
+   * The blob is at the registry although the commit failed on the way: stored by that
+   * commit, whose answer was lost, or by another upload of the same bytes. In the second
+   * case this session is still open, so it is cancelled (in the first, it is gone).
+   */
+  async #storedAnyway(digest: string): Promise<UploadedBlob> {
+    await this.#dropSession();
+    return this.#done(digest);
+  }
+
   #done(digest: string, res?: HttpResponse): UploadedBlob {
     const stored = res?.headers.get("docker-content-digest");
     if (stored && stored.startsWith("sha256:") && stored !== digest) {
@@ -872,7 +882,7 @@ class BlobUpload {
       } catch (e) {
         if (!(e instanceof RegistryConnectionError)) throw e;
         await this.#failed(e);
-        if (await this.#exists(digest)) return this.#done(digest);
+        if (await this.#exists(digest)) return await this.#storedAnyway(digest);
         return await this.#resume();
       }
       if (res.ok) {

@@ -40,6 +40,8 @@ export interface Faults {
   dropPatchSkip?: number;
   /** Stop reading a PATCH body after this many bytes and never answer (once). */
   stallPatchAfterBytes?: number;
+  /** Leave this many commits (`PUT` to a session) unhandled and unanswered. */
+  stallCommitTimes?: number;
   /** Drop the connection after this many bytes of a blob GET body. */
   dropGetAfterBytes?: number;
   /** How many GETs get dropped (default 1). */
@@ -662,6 +664,10 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
     if (method === "PATCH") return await handlePatch(req, res, repo, id, upload);
     if (method === "PUT") {
       const body = await readBody(req);
+      if ((faults.stallCommitTimes ?? 0) > 0) {
+        faults.stallCommitTimes!--;
+        return; // never answered: the client cannot tell whether the blob was stored
+      }
       if (body.byteLength) {
         upload.parts.push(body);
         upload.size += body.byteLength;
