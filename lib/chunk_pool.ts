@@ -42,6 +42,7 @@ const handedOut = new WeakSet<ArrayBuffer>();
  */
 export function takeChunk(): Uint8Array {
   let buffer = free.pop();
+  const fresh = !buffer;
   if (!buffer) {
     buffer = new ArrayBuffer(CHUNK_SIZE);
     noteGarbage(CHUNK_SIZE);
@@ -49,7 +50,7 @@ export function takeChunk(): Uint8Array {
   handedOut.add(buffer);
   const chunk = new Uint8Array(buffer);
   // Sent as it is (a blob pushed without compression), it can go once sent.
-  markDisposable(chunk);
+  markDisposable(chunk, fresh);
   return chunk;
 }
 

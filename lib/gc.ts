@@ -64,7 +64,8 @@ function findCollector(): Collector {
 
 const collector = findCollector();
 let pending = 0;
-const disposable = new WeakSet<ArrayBuffer>();
+/** Buffers that may be disposed of, and whether they were counted as garbage. */
+const disposable = new WeakMap<ArrayBuffer, boolean>();
 
 /**
  * Notes that `bytes` of buffers became garbage; collects once enough has piled up.
@@ -86,7 +87,8 @@ export function noteGarbage(bytes: number, kind: GarbageKind = "buffer"): void {
 /**
  * Marks `bytes` as a buffer of the library's own that is handed on once and read by
  * nobody after its last taker: that taker may {@linkcode dispose} it. Only a view of a
- * whole buffer can be disposed.
+ * whole buffer can be disposed. `counted`: whether its size was noted as garbage
+ * ({@linkcode noteGarbage}), to be taken back when it is disposed of.
  *
  * @example
  * ```ts
@@ -95,8 +97,8 @@ export function noteGarbage(bytes: number, kind: GarbageKind = "buffer"): void {
  * markDisposable(member);
  * ```
  */
-export function markDisposable(bytes: Uint8Array): void {
-  if (bytes.buffer instanceof ArrayBuffer) disposable.add(bytes.buffer);
+export function markDisposable(bytes: Uint8Array, counted = true): void {
+  if (bytes.buffer instanceof ArrayBuffer) disposable.set(bytes.buffer, counted);
 }
 
 /**
@@ -121,10 +123,11 @@ export function dispose(bytes: Uint8Array): boolean {
     !(buffer instanceof ArrayBuffer) || !disposable.has(buffer) ||
     bytes.byteOffset !== 0 || bytes.byteLength !== buffer.byteLength
   ) return false;
+  const counted = disposable.get(buffer);
   disposable.delete(buffer);
   const size = buffer.byteLength;
   // A transfer to length 0 detaches the buffer and drops this thread's hold on its memory.
   buffer.transfer(0);
-  pending = Math.max(0, pending - size * collector.weight.buffer);
+  if (counted) pending = Math.max(0, pending - size * collector.weight.buffer);
   return true;
 }

@@ -59,6 +59,16 @@ class AbortAtStep extends AbstractDockerImageProgress {
   }
 }
 
+/** Aborts as soon as a layer has sent some of its bytes: an upload is in flight. */
+class AbortWhilePushing extends AbstractDockerImageProgress {
+  constructor(readonly abort: () => void) {
+    super();
+  }
+  override step(step: ImageProgressStep): void {
+    if (step.status === "Pushing" && step.current > 0) this.abort();
+  }
+}
+
 /** Whether an error is what an aborted operation rejects with. */
 function isAbort(error: unknown, signal: AbortSignal): boolean {
   return error instanceof AbortedError || error === signal.reason ||
@@ -239,7 +249,10 @@ describe("abort cancels the upload sessions (in-process registry)", () => {
         chunkSize: 1024 * 1024,
       });
       const controller = new AbortController();
-      const { progress, point, timer } = arm(controller, 40, 400);
+      // The first push stops mid-upload for sure; the others at random points.
+      const { progress, point, timer } = i === 0
+        ? { progress: new AbortWhilePushing(() => controller.abort()), point: "mid-upload" }
+        : arm(controller, 40, 400);
       const cancelled = registry.cancelledUploads;
       try {
         await images.push(SOURCE, images.parser.parseRemote(`image:mem/push-${i}:v1`), {

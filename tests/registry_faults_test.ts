@@ -10,6 +10,7 @@ import {
   UnsupportedError,
 } from "../lib/registry/errors.ts";
 import { AbortedError } from "../lib/errors.ts";
+import { markDisposable } from "../lib/gc.ts";
 import {
   bytesSource,
   digestOf,
@@ -132,6 +133,43 @@ describe("faults during uploads", () => {
         `${uploadMode}: the commit was not answered`,
       );
     }
+  });
+
+  it("the library's own chunks stay intact for a fetch given in the options", async () => {
+    const bytes = testBytes(3 * MiB + 7, 13);
+    // Like a recording proxy: keeps the chunks of the body, then sends them together.
+    let patchesSent = 0;
+    const buffering: typeof fetch = async (input, init) => {
+      let body = init?.body;
+      if (init?.method === "PATCH") patchesSent++;
+      if (body instanceof ReadableStream) {
+        const chunks: Uint8Array[] = [];
+        for await (const chunk of body) chunks.push(chunk);
+        body = new Uint8Array(chunks.flatMap((c) => [...c]));
+      }
+      return await fetch(input, { ...init, body });
+    };
+    const source = {
+      open(offset: number) {
+        let at = offset;
+        return new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (at >= bytes.byteLength) return controller.close();
+            const piece = bytes.slice(at, at + 256 * 1024); // as compression makes them
+            markDisposable(piece);
+            at += piece.byteLength;
+            controller.enqueue(piece);
+          },
+        });
+      },
+    };
+    const c = client({ uploadMode: "streaming", fetch: buffering });
+    const stored = await c.uploadBlob("custom-fetch/a", source);
+    assert.deepEqual(stored, { digest: digestOf(bytes), size: bytes.byteLength });
+    assert.equal(digestOf(registry.blobs.get(stored.digest)!), stored.digest);
+    const patches = registry.requests.filter((r) => r.method === "PATCH");
+    assert.deepEqual(patches.map((r) => r.bodyBytes), [bytes.byteLength], "sent whole, at once");
+    assert.equal(patchesSent, 1, "no attempt failed");
   });
 
   it("drops on every attempt fail with a clear error after the retry bound", async () => {

@@ -228,7 +228,7 @@ describe("source cursor", () => {
 
   it("lets go of the library's own chunks once the body's reader asks for the next", async () => {
     const own = [testBytes(300_000, 1), testBytes(300_000, 2), testBytes(200_000, 3)];
-    own.forEach(markDisposable);
+    own.forEach((c) => markDisposable(c));
     const foreign = testBytes(100_000, 4); // not marked: a caller's bytes stay untouched
     const expected = new Uint8Array([...own.flatMap((c) => [...c]), ...foreign]);
     const chunks = [...own, foreign];
@@ -239,7 +239,7 @@ describe("source cursor", () => {
         }),
     }, "blob");
     await cursor.seek(0);
-    const reader = cursor.stream(1 << 30).getReader();
+    const reader = cursor.stream(1 << 30, undefined, true).getReader();
     const received: Uint8Array[] = [];
     const seen: Uint8Array[] = [];
     for (;;) {
@@ -255,11 +255,32 @@ describe("source cursor", () => {
     assert.equal(cursor.digest(), digestOf(expected));
   });
 
+  it("keeps sent chunks for a taker that may hold on to them, and ends a superseded stream", async () => {
+    const own = [testBytes(1000, 1), testBytes(1000, 2), testBytes(1000, 3)];
+    own.forEach((c) => markDisposable(c));
+    const cursor = new SourceCursor({
+      open: () => {
+        const queue = [...own];
+        return new ReadableStream({
+          pull: (c) => queue.length ? c.enqueue(queue.shift()!) : c.close(),
+        });
+      },
+    }, "blob");
+    await cursor.seek(0);
+    const first = cursor.stream(1 << 30).getReader(); // a fetch given by the caller
+    assert.equal((await first.read()).value!.byteLength, 1000);
+    assert.equal((await first.read()).value!.byteLength, 1000);
+    assert.deepEqual(own.map((c) => c.byteLength), [1000, 1000, 1000], "nothing let go");
+    await cursor.seek(1000); // a new attempt, from what the registry holds
+    await assert.rejects(first.read(), /this upload attempt is over/);
+    assert.equal(cursor.position, 1000, "the old stream took nothing more");
+  });
+
   it("fills chunks of an upload from the library's own buffers, then lets go of them", async () => {
     const pieces = Array.from({ length: 40 }, (_, i) => testBytes(50_000 + (i * 7919) % 60_000, i));
     const expected = new Uint8Array(pieces.flatMap((p) => [...p]));
     const own = pieces.map((p) => p.slice());
-    own.forEach(markDisposable);
+    own.forEach((c) => markDisposable(c));
     const queue = [...own];
     const cursor = new SourceCursor({
       open: () =>

@@ -102,7 +102,10 @@ export class DigestCounter {
     this.size += chunk.byteLength;
   }
 
-  /** The digest of every byte seen; call once all bytes have been seen. */
+  /**
+   * The digest of every byte seen (for vouched bytes, the digest vouched for); call once
+   * all bytes have been seen.
+   */
   digest(): string {
     this.#digest ??= "sha256:" + this.#hash!.digest("hex");
     return this.#digest;
@@ -115,7 +118,8 @@ const vouched = new WeakMap<ReadableStream<Uint8Array>, string>();
  * Marks `stream` as checked by whoever made it: it fails before its end unless its
  * bytes have `digest`. A consumer that would hash the same bytes again to check the same
  * digest can trust it ({@linkcode vouchedDigest}): a pull then hashes each layer once.
- * Only the stream object itself is vouched for, never one piped from it.
+ * Only the stream object itself is vouched for, never one piped from it, and only for
+ * a consumer that reads it from its first byte to its end.
  *
  * @example
  * ```ts

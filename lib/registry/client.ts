@@ -96,7 +96,10 @@ export interface RegistryClientOptions {
   stallTimeoutMs?: number;
   /** Wait for the registry to commit an upload (default 5 min). */
   commitTimeoutMs?: number;
-  /** The `fetch` to use (tests). */
+  /**
+   * The `fetch` to use (tests). With one given here, the memory of an upload's sent
+   * chunks is left to the garbage collector (see `HttpTransportOptions.fetch`).
+   */
   fetch?: typeof fetch;
   /** Debug log, one line per request; `Authorization` and secrets never appear. */
   log?: (line: string) => void;

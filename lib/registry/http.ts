@@ -63,7 +63,12 @@ export interface HttpRequest {
  * ```
  */
 export interface HttpTransportOptions {
-  /** The `fetch` to use (default the global one). */
+  /**
+   * The `fetch` to use (default the global one). The library lets go of the memory of
+   * a streamed body's chunk once the runtime's own `fetch` asks for the next (it holds
+   * what it read until sent); with a `fetch` given here, that is left to the garbage
+   * collector, since such a one may keep or re-read what it read.
+   */
   fetch?: typeof fetch;
   /** Debug log; `Authorization` and query strings are never shown. */
   log?: (line: string) => void;
@@ -213,6 +218,11 @@ class TimeoutSignal extends Error {
  */
 export class HttpTransport {
   readonly #fetch: typeof fetch;
+  /**
+   * Whether a streamed body's chunks may be freed once the next is asked for: true
+   * with the runtime's own `fetch` (see {@linkcode HttpTransportOptions.fetch}).
+   */
+  readonly freesSentChunks: boolean;
   readonly #log?: (line: string) => void;
   readonly #connectMs: number;
   readonly #stallMs: number;
@@ -226,6 +236,7 @@ export class HttpTransport {
    */
   constructor(options: HttpTransportOptions = {}) {
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.freesSentChunks = options.fetch === undefined;
     this.#log = options.log;
     this.#connectMs = options.connectTimeoutMs ?? 30_000;
     this.#stallMs = options.stallTimeoutMs ?? 60_000;

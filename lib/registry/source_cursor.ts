@@ -62,6 +62,10 @@ export class SourceCursor {
   #reader?: ReadableStreamDefaultReader<Uint8Array>;
   #pending?: Uint8Array;
   #ended = false;
+  /** Counts the streams handed out and the seeks: a body stream of an older count is over. */
+  #epoch = 0;
+  /** A body stream's read in progress, which a seek waits for. */
+  #streaming?: Promise<unknown>;
   /** Bytes taken (and hashed) so far. */
   position = 0;
   /** The error the source failed with, if it did: never worth a retry. */
@@ -88,6 +92,10 @@ export class SourceCursor {
    * nearest checkpoint before it and reading up to it.
    */
   async seek(offset: number): Promise<void> {
+    // A body stream of an earlier attempt may still be pulled (Deno's fetch reads on
+    // after an early answer): it gets nothing more, and its last read ends first.
+    this.#epoch++;
+    await this.#streaming?.catch(() => {});
     if (offset === this.position && (this.#reader || this.#ended)) return;
     if (offset < this.position || !this.#reader) {
       const at = this.#checkpoints.filter((c) => c.offset <= offset).at(-1);
@@ -177,29 +185,42 @@ export class SourceCursor {
 
   /**
    * A stream of the rest of the source, for a streamed request body: a checkpoint is
-   * kept every `checkpointEvery` bytes, and `onProgress` hears the position.
+   * kept every `checkpointEvery` bytes, and `onProgress` hears the position. With
+   * `freeSent`, a chunk of the library's own is let go of when the next is asked for
+   * (lib/gc.ts `dispose`): only for a taker that holds what it read, like the runtime's
+   * `fetch`. The stream gets no more bytes once another is made or the cursor seeks.
    */
   stream(
     checkpointEvery: number,
     onProgress?: (position: number) => void,
+    freeSent = false,
   ): ReadableStream<Uint8Array> {
     let mark = this.position;
     let handedOn: Uint8Array | undefined;
+    const epoch = ++this.#epoch;
+    const next = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
+      // Asked for more: the taker holds the last chunk now, so its memory can go.
+      if (handedOn && freeSent) dispose(handedOn);
+      const chunk = handedOn = (await this.read(1 << 20)) ?? undefined;
+      if (chunk === undefined) {
+        controller.close();
+        return;
+      }
+      if (this.position - mark >= checkpointEvery) {
+        this.checkpoint();
+        mark = this.position;
+      }
+      onProgress?.(this.position);
+      controller.enqueue(chunk);
+    };
     return new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        // Asked for more: the taker holds the last chunk now, so its memory can go.
-        if (handedOn) dispose(handedOn);
-        const chunk = handedOn = (await this.read(1 << 20)) ?? undefined;
-        if (chunk === undefined) {
-          controller.close();
+      pull: (controller) => {
+        if (epoch !== this.#epoch) {
+          controller.error(new Error("this upload attempt is over"));
           return;
         }
-        if (this.position - mark >= checkpointEvery) {
-          this.checkpoint();
-          mark = this.position;
-        }
-        onProgress?.(this.position);
-        controller.enqueue(chunk);
+        const reading = this.#streaming = next(controller);
+        return reading;
       },
     }, { highWaterMark: 0 });
   }

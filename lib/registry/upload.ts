@@ -588,7 +588,11 @@ class BlobUpload {
 
   async #streaming(): Promise<UploadedBlob> {
     const session = this.#session!;
-    const body = this.#cursor.stream(this.#chunkSize(), (n) => this.#progress(n));
+    const body = this.#cursor.stream(
+      this.#chunkSize(),
+      (n) => this.#progress(n),
+      this.#http.transport.freesSentChunks,
+    );
     let res: HttpResponse;
     try {
       res = await this.#http.send({
@@ -768,7 +772,11 @@ class BlobUpload {
         digest = this.#cursor.digest();
         await this.#cursor.seek(0);
       }
-      body = this.#cursor.stream(this.#chunkSize(), (n) => this.#progress(n));
+      body = this.#cursor.stream(
+        this.#chunkSize(),
+        (n) => this.#progress(n),
+        this.#http.transport.freesSentChunks,
+      );
     }
     let res: HttpResponse;
     try {
