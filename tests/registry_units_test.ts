@@ -34,6 +34,8 @@ import { configHostKey, resolveCredentials } from "../lib/registry/credentials.t
 import { uploadPolicyFor } from "../lib/registry/upload.ts";
 import { SourceCursor } from "../lib/registry/source_cursor.ts";
 import { markDisposable } from "../lib/gc.ts";
+import { vouch } from "../lib/oci/digest.ts";
+import { streamOf } from "../lib/streams.ts";
 import { bytesSource, digestOf, testBytes } from "./helpers/test_registry.ts";
 
 describe("WWW-Authenticate parser", () => {
@@ -300,6 +302,22 @@ describe("source cursor", () => {
     assert.equal(cursor.digest(), digestOf(expected));
     // Copied whole into a chunk: let go; split between two chunks: left to the collector.
     assert.ok(own.filter((p) => p.byteLength === 0).length > own.length / 2);
+  });
+
+  it("takes the digest a source's maker vouched for instead of hashing again", async () => {
+    const bytes = testBytes(100_000, 5);
+    const claimed = digestOf(testBytes(10, 6)); // what the maker checks (here: nothing)
+    const read = async (vouched: boolean) => {
+      const cursor = new SourceCursor({
+        open: () => vouched ? vouch(streamOf(bytes), claimed) : streamOf(bytes),
+        digest: claimed,
+      }, "blob");
+      await cursor.seek(0);
+      while (await cursor.read() !== null) { /* to the end */ }
+      return cursor.digest();
+    };
+    assert.equal(await read(true), claimed, "not hashed again");
+    assert.equal(await read(false), digestOf(bytes), "hashed");
   });
 
   it("fails when the source has more or fewer bytes than announced", async () => {
