@@ -210,6 +210,16 @@ describe("secret scrubbing", () => {
 });
 
 describe("source cursor", () => {
+  /** A source whose every stream yields these very chunks, one by one. */
+  const chunksSource = (chunks: Uint8Array[]) => ({
+    open: () => {
+      const queue = [...chunks];
+      return new ReadableStream<Uint8Array>({
+        pull: (c) => queue.length ? c.enqueue(queue.shift()!) : c.close(),
+      });
+    },
+  });
+
   it("re-opens at a checkpoint and restores the hash", async () => {
     const bytes = testBytes(1_000_000, 3);
     const source = bytesSource(bytes, { piece: 70_000 });
@@ -233,13 +243,7 @@ describe("source cursor", () => {
     own.forEach((c) => markDisposable(c));
     const foreign = testBytes(100_000, 4); // not marked: a caller's bytes stay untouched
     const expected = new Uint8Array([...own.flatMap((c) => [...c]), ...foreign]);
-    const chunks = [...own, foreign];
-    const cursor = new SourceCursor({
-      open: () =>
-        new ReadableStream({
-          pull: (c) => chunks.length ? c.enqueue(chunks.shift()!) : c.close(),
-        }),
-    }, "blob");
+    const cursor = new SourceCursor(chunksSource([...own, foreign]), "blob");
     await cursor.seek(0);
     const reader = cursor.stream(1 << 30, undefined, true).getReader();
     const received: Uint8Array[] = [];
@@ -260,14 +264,7 @@ describe("source cursor", () => {
   it("keeps sent chunks for a taker that may hold on to them, and ends a superseded stream", async () => {
     const own = [testBytes(1000, 1), testBytes(1000, 2), testBytes(1000, 3)];
     own.forEach((c) => markDisposable(c));
-    const cursor = new SourceCursor({
-      open: () => {
-        const queue = [...own];
-        return new ReadableStream({
-          pull: (c) => queue.length ? c.enqueue(queue.shift()!) : c.close(),
-        });
-      },
-    }, "blob");
+    const cursor = new SourceCursor(chunksSource(own), "blob");
     await cursor.seek(0);
     const first = cursor.stream(1 << 30).getReader(); // a fetch given by the caller
     assert.equal((await first.read()).value!.byteLength, 1000);
@@ -283,13 +280,7 @@ describe("source cursor", () => {
     const expected = new Uint8Array(pieces.flatMap((p) => [...p]));
     const own = pieces.map((p) => p.slice());
     own.forEach((c) => markDisposable(c));
-    const queue = [...own];
-    const cursor = new SourceCursor({
-      open: () =>
-        new ReadableStream({
-          pull: (c) => queue.length ? c.enqueue(queue.shift()!) : c.close(),
-        }),
-    }, "blob");
+    const cursor = new SourceCursor(chunksSource(own), "blob");
     await cursor.seek(0);
     const filled: Uint8Array[] = [];
     for (;;) {

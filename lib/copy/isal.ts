@@ -1,8 +1,9 @@
 /**
  * gzip on Intel's ISA-L (`libisal.so.2`, Debian's `libisal2`), when the system has it and
  * the runtime may load it (Deno: `--allow-ffi`; Bun: always). On the benchmark's layers,
- * in 1 MiB blocks on one core, its level 3 makes 527 MiB/s at ratio 0.402: zlib level 6's
- * ratio at twice libdeflate's level-1 speed and six times zlib level 6's (bench/README.md).
+ * in 512 KiB blocks on one core, its level 3 makes 488 MiB/s at ratio 0.406: zlib level
+ * 6's ratio at about twice libdeflate's level-1 speed and 2.7 times zlib level 2's
+ * (bench/README.md).
  *
  * ISA-L takes its arguments in a `struct isal_zstream`, which this module fills in a
  * buffer of its own at the offsets of the library's ABI (soname 2; the compressor pool

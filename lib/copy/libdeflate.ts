@@ -1,12 +1,12 @@
 /**
  * gzip on the system's libdeflate, when there is one and the runtime may load it
- * (Deno: `--allow-ffi`; Bun: always). On the benchmark's layers, in 1 MiB blocks on one
- * core, libdeflate level 1 makes 273 MiB/s at ratio 0.403, where zlib level 2 (our
- * default without it) makes 179 MiB/s at 0.414 and zlib level 6 85 MiB/s at 0.402
+ * (Deno: `--allow-ffi`; Bun: always). On the benchmark's layers, in 512 KiB blocks on
+ * one core, libdeflate level 1 makes 253 MiB/s at ratio 0.407, where zlib level 2 (our
+ * default without it) makes 180 MiB/s at 0.418 and zlib level 6 91 MiB/s at 0.404
  * (bench/README.md). Compression is most of a push's CPU, so this is most of its speed.
  *
- * It writes into memory the caller gives, so a compression worker allocates nothing per
- * block. Without the library, or without FFI permission, pushes compress with zlib.
+ * It writes into memory the caller gives, reused from block to block. Without the
+ * library, or without FFI permission, pushes compress with zlib.
  *
  * {@linkcode openLibdeflate} uses no outer name but {@linkcode openFirstLibrary}: the
  * compression worker embeds the source text of both, as it cannot import modules by path.

@@ -1,8 +1,8 @@
 /**
  * gzip on a native library loaded through FFI, when the system has one and the runtime
  * may load it (Deno: `--allow-ffi`; Bun: always): Intel's ISA-L (./isal.ts) or libdeflate
- * (./libdeflate.ts). Both write into memory the caller gives, so compressing allocates
- * nothing per block.
+ * (./libdeflate.ts). Both write into memory the caller gives, reused from block to block;
+ * each member is then copied into memory of its own size ({@linkcode gzipMember}).
  *
  * @module
  */

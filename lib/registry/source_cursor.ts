@@ -72,7 +72,7 @@ export class SourceCursor {
   /** Counts the streams handed out and the seeks: a body stream of an older count is over. */
   #epoch = 0;
   /** A body stream's read in progress, which a seek waits for. */
-  #streaming?: Promise<unknown>;
+  #bodyRead?: Promise<void>;
   /** Bytes taken (and hashed) so far. */
   position = 0;
   /** The error the source failed with, if it did: never worth a retry. */
@@ -102,7 +102,7 @@ export class SourceCursor {
     // A body stream of an earlier attempt may still be pulled (Deno's fetch reads on
     // after an early answer): it gets nothing more, and its last read ends first.
     this.#epoch++;
-    await this.#streaming?.catch(() => {});
+    await this.#bodyRead?.catch(() => {});
     if (offset === this.position && (this.#reader || this.#ended)) return;
     if (offset < this.position || !this.#reader) {
       const at = this.#checkpoints.filter((c) => c.offset <= offset).at(-1);
@@ -234,8 +234,8 @@ export class SourceCursor {
           controller.error(new Error("this upload attempt is over"));
           return;
         }
-        const reading = this.#streaming = next(controller);
-        return reading;
+        this.#bodyRead = next(controller);
+        return this.#bodyRead;
       },
     }, { highWaterMark: 0 });
   }

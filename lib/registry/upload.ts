@@ -586,13 +586,18 @@ class BlobUpload {
     return this.#cursor.failure !== undefined;
   }
 
-  async #streaming(): Promise<UploadedBlob> {
-    const session = this.#session!;
-    const body = this.#cursor.stream(
+  /** The rest of the source as a streamed request body. */
+  #body(): ReadableStream<Uint8Array> {
+    return this.#cursor.stream(
       this.#chunkSize(),
       (n) => this.#progress(n),
       this.#http.transport.freesSentChunks,
     );
+  }
+
+  async #streaming(): Promise<UploadedBlob> {
+    const session = this.#session!;
+    const body = this.#body();
     let res: HttpResponse;
     try {
       res = await this.#http.send({
@@ -772,11 +777,7 @@ class BlobUpload {
         digest = this.#cursor.digest();
         await this.#cursor.seek(0);
       }
-      body = this.#cursor.stream(
-        this.#chunkSize(),
-        (n) => this.#progress(n),
-        this.#http.transport.freesSentChunks,
-      );
+      body = this.#body();
     }
     let res: HttpResponse;
     try {
