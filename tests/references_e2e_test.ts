@@ -164,7 +164,7 @@ describe("references with digests (docker-registry, skopeo)", () => {
         `registry, not the pinned ${digestA}`,
     );
     assert.equal(await exists(output), false, "nothing written");
-    for (const command of ["digest", "size"]) {
+    for (const command of ["digest", "size", "rm"]) {
       const refused = await cli(command, pinned);
       assert.equal(refused.code, 1, command);
       assert.match(refused.stderr, /not the pinned/);
