@@ -421,7 +421,7 @@ export class Images {
     const repository = image.withTag(undefined).withDigest(undefined);
     const client = this.#client(image);
     const names = await found(
-      repository,
+      image.withTag(undefined),
       () => client.listTags(image.repository, { pageSize: 30 }),
     );
     const tagged = names.map((tag) => repository.withTag(tag));
