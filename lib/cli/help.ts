@@ -77,11 +77,11 @@ Examples:
   apolo-images digest image:/other-project/alpine:shared`,
   rm: `Usage: apolo-images rm [-f] IMAGE...
 
-Remove images from the registry. IMAGE is an image: URI with a tag or a digest:
-image:NAME@sha256:… deletes exactly that manifest (and the tags pointing at it, no
-other); image:NAME:TAG deletes the tag's manifest, refused when other tags share it
-unless -f, which deletes them too. A tag pinned to a digest (image:NAME:TAG@sha256:…)
-must be that digest. A name with neither is refused.
+Remove images from the registry. IMAGE is an image: URI with a tag or digest:
+image:NAME@sha256:… deletes exactly that manifest (and the tags pointing at
+it, no other); image:NAME:TAG deletes the tag's manifest, refused when other
+tags share it unless -f, which deletes them too. A tag pinned to a digest
+(image:NAME:TAG@sha256:…) must be that digest. A name with neither is refused.
 
 Examples:
   apolo-images rm image:myimage:latest
@@ -95,9 +95,11 @@ Options:
   -l                 long format (with the docker URL)
   --full-uri         print full image URIs
   -n, --name REGEX   only images whose name matches
-  --project PROJECT  only images of these projects (repeatable; default the current one)
+  --project PROJECT  only images of this project (repeatable; default: the
+                     current project)
   --all-projects     images of every project
-  --org ORG          only images of these orgs (repeatable; default the current one)
+  --org ORG          only images of this org (repeatable; default: the current
+                     org)
   --all-orgs         images of every org
 
 Examples:
@@ -114,8 +116,8 @@ Examples:
   apolo-images tags -l image:/other-project/alpine`,
   size: `Usage: apolo-images size IMAGE
 
-Print the size of an image (the sum of its compressed layers), found by tag or digest
-as digest does.
+Print the size of an image (the sum of its compressed layers), found by tag
+or digest as "digest" finds it.
 
 Examples:
   apolo-images size image:myimage:latest`,
