@@ -290,6 +290,7 @@ describe("references with digests (docker-registry, skopeo)", () => {
         ["digest", "image:App:v1"],
         ["pull", "image:app:v1:x"],
         ["push", "--input", "x.tar", "Bad"],
+        ["push", "--input", "x.tar", "ghcr.io/acme/tool:1"], // no platform name to push to
         ["rm", "image:app@sha256:123"],
         ["tags", "image:app:v1"],
       ]

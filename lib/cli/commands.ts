@@ -49,8 +49,11 @@ export async function runCommand(
     case "push": {
       expectArgs(line, 1, 2, "LOCAL_IMAGE");
       const source = local(line.args[0]);
-      const target = line.args[1] ? remote(line.args[1]) : undefined;
-      if (target?.digest !== undefined) {
+      // Without a remote, the local name must make a platform one: a usage error if not.
+      const target = line.args[1]
+        ? remote(line.args[1])
+        : asUsage(command, () => images.parser.localToRemote(source));
+      if (target.digest !== undefined) {
         throw new UsageError(
           `cannot push to ${line.args[1]}: a push goes to a name and tag; the digest is ` +
             "what the push produces (it prints it)",
