@@ -33,7 +33,7 @@ export async function runCommand(
   const local = (text: string) => asUsage(command, () => images.parser.parseLocal(text));
   // apolo's digest, rm, size and tags take an image: URI; a bare name would silently
   // mean Docker Hub.
-  const platform = (text: string, tagOption: TagOption = "default") => {
+  const platformImage = (text: string, tagOption: TagOption = "default") => {
     const image = remote(text, tagOption);
     if (!image.isPlatformImage) {
       throw new UsageError(
@@ -55,8 +55,8 @@ export async function runCommand(
         : asUsage(command, () => images.parser.localToRemote(source));
       if (target.digest !== undefined) {
         throw new UsageError(
-          `cannot push to ${line.args[1]}: a push goes to a name and tag; the digest is ` +
-            "what the push produces (it prints it)",
+          `cannot push to ${line.args[1]}: a push goes to a name and tag; a digest is ` +
+            "what a push produces, not a target",
           command,
         );
       }
@@ -101,19 +101,19 @@ export async function runCommand(
     }
     case "digest": {
       expectArgs(line, 1, 1, "IMAGE");
-      const digest = await images.digest(platform(line.args[0]));
+      const digest = await images.digest(platformImage(line.args[0]));
       print({ digest }, digest);
       return;
     }
     case "size": {
       expectArgs(line, 1, 1, "IMAGE");
-      const size = await images.size(platform(line.args[0]));
+      const size = await images.size(platformImage(line.args[0]));
       print({ size }, humanSize(size));
       return;
     }
     case "tags": {
       expectArgs(line, 1, 1, "IMAGE");
-      const image = platform(line.args[0], "allow");
+      const image = platformImage(line.args[0], "allow");
       if (image.tag !== undefined) {
         throw new UsageError(
           `tags lists a repository: give ${JSON.stringify(line.args[0])} without its tag ` +
@@ -176,7 +176,7 @@ export async function runCommand(
       expectArgs(line, 1, Infinity, "IMAGE");
       // Every name is checked before anything is deleted.
       const targets = line.args.map((text) => {
-        const image = platform(text, "allow");
+        const image = platformImage(text, "allow");
         if (image.tag === undefined && image.digest === undefined) {
           throw new UsageError(
             `rm needs a tag or a digest: ${JSON.stringify(text)} names the whole repository ` +
