@@ -384,7 +384,8 @@ export class Images {
   /**
    * Deletes exactly the manifest `digest` of an image's repository (the SDK's
    * `rm(image, digest)`); the registry drops the tags pointing at it, and no other.
-   * A digest in `image` must be `digest`; a tag pinned beside it is checked first.
+   * A digest in `image` must be `digest`, and a tag pinned beside it is checked first;
+   * the tag of an image without a digest plays no part.
    */
   async rm(image: RemoteImage, digest: string): Promise<void> {
     if (image.digest !== undefined && image.digest !== digest) {
@@ -393,7 +394,9 @@ export class Images {
         image.toString(),
       );
     }
-    const target = image.withDigest(digest);
+    // The tag of an image without a digest is not a pin (`image:app` parses as
+    // `app:latest`): only the repository and `digest` count then.
+    const target = image.digest === undefined ? image.withTag(undefined).withDigest(digest) : image;
     await found(target, async () => {
       const { client } = await this.#resolve(target);
       await client.deleteManifest(image.repository, digest);
