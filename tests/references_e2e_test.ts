@@ -285,7 +285,7 @@ describe("references with digests (docker-registry, skopeo)", () => {
     assert.deepEqual(await tagsInRegistry("alice/picked"), ["1"]);
   });
 
-  it("invalid names and bare names where an image: URI is needed exit 2", async () => {
+  it("invalid names, bad options and bare names where an image: URI is needed exit 2", async () => {
     for (
       const args of [
         ["digest", "image:App:v1"],
@@ -294,6 +294,7 @@ describe("references with digests (docker-registry, skopeo)", () => {
         ["push", "--input", "x.tar", "ghcr.io/acme/tool:1"], // no platform name to push to
         ["rm", "image:app@sha256:123"],
         ["tags", "image:app:v1"],
+        ["pull", "--platform", "linux", "image:app:v1", "--output", join(dir, "x.tar")],
       ]
     ) {
       const refused = await cli(...args);
@@ -301,6 +302,7 @@ describe("references with digests (docker-registry, skopeo)", () => {
       assert.doesNotMatch(refused.stderr, /\n\s+at /, "no stack trace");
       assert.match(refused.stderr, /--help" for usage/);
     }
+    assert.equal(await exists(join(dir, "x.tar")), false);
     for (const command of ["digest", "rm", "size", "tags"]) {
       const name = command === "tags" ? "app" : "app:latest";
       const refused = await cli(command, name);

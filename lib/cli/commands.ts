@@ -86,12 +86,18 @@ export async function runCommand(
       if (format !== undefined && format !== "docker" && format !== "oci") {
         throw new UsageError("--format must be docker or oci", "pull");
       }
-      const platform = line.options.platform as string | undefined;
+      const platformText = line.options.platform as string | undefined;
+      let platform;
+      try {
+        platform = platformText ? parsePlatform(platformText) : undefined;
+      } catch (e) {
+        throw new UsageError(`--platform: ${(e as Error).message}`, command);
+      }
       const progress = makeProgress(line);
       const pulled = await images.pull(source, destination, {
         output: line.options.output as string | undefined,
         format,
-        platform: platform ? parsePlatform(platform) : undefined,
+        platform,
         progress,
         signal,
       });
