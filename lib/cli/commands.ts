@@ -15,6 +15,14 @@ import type { RemoteImage } from "../reference.ts";
 import { humanSize, shortImageUri } from "./format.ts";
 import { type CommandLine, expectArgs, intOption, UsageError } from "./options.ts";
 import { CliProgress, type ProgressMode } from "./progress_view.ts";
+import { defaultCacheDir } from "../copy/blob_cache.ts";
+import { defaultStorePath } from "../store.ts";
+import {
+  cacheUsable,
+  requireInputAccess,
+  requireOutputAccess,
+  requireRegistryAccess,
+} from "./grants.ts";
 
 /** Runs the parsed command, printing its result on stdout. */
 export async function runCommand(
@@ -33,6 +41,7 @@ export async function runCommand(
       expectArgs(line, 1, 2, "LOCAL_IMAGE");
       const local = images.parser.parseLocal(line.args[0]);
       const target = line.args[1] ? remote(line.args[1]) : undefined;
+      requireInputAccess((line.options.input as string | undefined) ?? defaultStorePath());
       const progress = makeProgress(line);
       const pushed = await images.push(local, target, {
         input: line.options.input as string | undefined,
@@ -53,9 +62,11 @@ export async function runCommand(
         throw new UsageError("--format must be docker or oci", "pull");
       }
       const platform = line.options.platform as string | undefined;
+      const output = line.options.output as string | undefined;
+      requireOutputAccess(output ?? defaultStorePath());
       const progress = makeProgress(line);
       const pulled = await images.pull(source, local, {
-        output: line.options.output as string | undefined,
+        output,
         format,
         platform: platform ? parsePlatform(platform) : undefined,
         progress,
@@ -194,6 +205,16 @@ async function openImages(line: CommandLine): Promise<Images> {
   if (gzipEngine !== undefined && compression === "zstd") {
     throw new UsageError("--gzip-engine applies to gzip, not --compression zstd", line.command);
   }
+  requireRegistryAccess(line.registry);
+  // Without read and write of the cache folder (Deno), no cache: asked, never prompted.
+  const cacheDir = usableCacheDir();
+  if (line.options.resumable === true && cacheDir === false) {
+    throw new ImagesError(
+      "--resumable keeps upload sessions in the cache folder, which Deno may not use: run it " +
+        `with --allow-read and --allow-write of ${cacheFolderName()}`,
+      "PERMISSION_DENIED",
+    );
+  }
   const zstd = compression === "zstd";
   const compressionLevel = intOption(line, "compression-level", 1, zstd ? 19 : 9);
   return new Images({
@@ -209,9 +230,28 @@ async function openImages(line: CommandLine): Promise<Images> {
     compressionLevel,
     concurrency: intOption(line, "concurrency", 1, 32),
     resumableUploads: line.options.resumable === true,
+    cacheDir,
     gzipEngine: gzipEngine as GzipEngineChoice | undefined,
     log: line.debug ? (l) => process.stderr.write(`debug: ${l}\n`) : undefined,
   });
+}
+
+/** The cache folder if it may be used, else false (no cache). */
+function usableCacheDir(): string | false {
+  try {
+    const dir = defaultCacheDir();
+    return cacheUsable(dir) ? dir : false;
+  } catch {
+    return false; // no HOME nor XDG_CACHE_HOME: no cache
+  }
+}
+
+function cacheFolderName(): string {
+  try {
+    return defaultCacheDir();
+  } catch {
+    return "$XDG_CACHE_HOME/apolo-images";
+  }
 }
 
 async function readStdin(): Promise<string> {

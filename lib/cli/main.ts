@@ -18,6 +18,8 @@ import { ImagesError } from "../errors.ts";
 import { runCommand } from "./commands.ts";
 import { COMMAND_HELP, MAIN_HELP } from "./help.ts";
 import { parseCommandLine, UsageError } from "./options.ts";
+import { isPermissionRefusal, requirePermissions } from "../permissions.ts";
+import { VERSION } from "../version.ts";
 
 /** Exit code of a run cancelled by Ctrl-C, as shells report SIGINT. */
 export const EXIT_ABORTED = 130;
@@ -53,13 +55,20 @@ export async function main(args: string[]): Promise<number> {
   };
   process.on("SIGTERM", onTerminate);
   try {
+    // Help and version need nothing: not even the environment (Deno: no --allow-env).
+    const bare = parseCommandLine(args, {});
+    if (bare.version) {
+      process.stdout.write(`apolo-images ${VERSION}\n`);
+      return 0;
+    }
+    if (bare.help) {
+      process.stdout.write((bare.command ? COMMAND_HELP[bare.command] : MAIN_HELP) + "\n");
+      return 0;
+    }
+    requirePermissions([{ name: "env" }], "the environment (APOLO_*, HOME, XDG_*, DOCKER_CONFIG)");
     const line = parseCommandLine(args, process.env);
     debug = line.debug;
     resumable = line.command === "push" && line.options.resumable === true;
-    if (line.help) {
-      process.stdout.write((line.command ? COMMAND_HELP[line.command] : MAIN_HELP) + "\n");
-      return 0;
-    }
     const work = runCommand(line, abort.signal, suspend.signal);
     if (line.command === "push" || line.command === "pull") {
       await work; // they stop on the signal themselves, after rolling back
@@ -95,7 +104,8 @@ export async function main(args: string[]): Promise<number> {
       return 2;
     }
     const message = error instanceof Error ? error.message : String(error);
-    const known = error instanceof ImagesError;
+    // Deno refusing what it was not granted says which flag is missing: a known error
+    const known = error instanceof ImagesError || isPermissionRefusal(error);
     process.stderr.write(`apolo-images: ${known ? "" : "unexpected error: "}${message}\n`);
     if (debug && error instanceof Error && error.stack) process.stderr.write(error.stack + "\n");
     else if (!known) process.stderr.write("(run with --debug for details)\n");

@@ -39,6 +39,7 @@ const GLOBAL_OPTIONS = {
   json: { type: "boolean" },
   debug: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
 } as const;
 
 /** Options of each command. */
@@ -103,6 +104,8 @@ export interface CommandLine {
   debug: boolean;
   /** Show help and stop. */
   help: boolean;
+  /** Print the version and stop. */
+  version: boolean;
 }
 
 const PROGRESS_MODES = ["auto", "tty", "plain", "json", "none"];
@@ -211,7 +214,8 @@ export function parseCommandLine(
     progress: progress as ProgressMode | "auto",
     json: values.json === true,
     debug: values.debug === true,
-    help: values.help === true || command === undefined,
+    version: values.version === true,
+    help: values.help === true || (command === undefined && values.version !== true),
   };
 }
 
