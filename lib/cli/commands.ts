@@ -5,6 +5,7 @@
  */
 
 import { Buffer } from "node:buffer";
+import { resolve } from "node:path";
 import process from "node:process";
 import { ImagesError } from "../errors.ts";
 import { Images } from "../images.ts";
@@ -41,16 +42,30 @@ export async function runCommand(
       expectArgs(line, 1, 2, "LOCAL_IMAGE");
       const local = images.parser.parseLocal(line.args[0]);
       const target = line.args[1] ? remote(line.args[1]) : undefined;
-      requireInputAccess((line.options.input as string | undefined) ?? defaultStorePath());
+      const input = (line.options.input as string | undefined) ?? defaultStorePath();
+      requireInputAccess(input);
       const progress = makeProgress(line);
-      const pushed = await images.push(local, target, {
-        input: line.options.input as string | undefined,
-        progress,
-        signal,
-        suspend,
-      });
-      progress.finish();
-      print({ image: pushed.toString() }, pushed.toString());
+      try {
+        const pushed = await images.push(local, target, {
+          input: line.options.input as string | undefined,
+          progress,
+          signal,
+          suspend,
+        });
+        // The digest costs one request: only for those who asked for data.
+        const digest = wantsResult(line) ? await images.digest(pushed) : undefined;
+        const result = {
+          image: pushed.toString(),
+          digest,
+          local: local.toString(),
+          input: resolve(input),
+          bytesSent: progress.bytesMoved,
+        };
+        progress.finish(result);
+        print(result, pushed.toString());
+      } finally {
+        progress.finish();
+      }
       return;
     }
     case "pull": {
@@ -65,15 +80,27 @@ export async function runCommand(
       const output = line.options.output as string | undefined;
       requireOutputAccess(output ?? defaultStorePath());
       const progress = makeProgress(line);
-      const pulled = await images.pull(source, local, {
-        output,
-        format,
-        platform: platform ? parsePlatform(platform) : undefined,
-        progress,
-        signal,
-      });
-      progress.finish();
-      print({ image: pulled.toString() }, pulled.toString());
+      try {
+        const pulled = await images.pull(source, local, {
+          output,
+          format,
+          platform: platform ? parsePlatform(platform) : undefined,
+          progress,
+          signal,
+        });
+        const digest = wantsResult(line) ? await images.digest(source) : undefined;
+        const result = {
+          image: pulled.toString(),
+          digest,
+          remote: source.toString(),
+          output: resolve(output ?? defaultStorePath()),
+          bytesReceived: progress.bytesMoved,
+        };
+        progress.finish(result);
+        print(result, pulled.toString());
+      } finally {
+        progress.finish();
+      }
       return;
     }
     case "digest": {
@@ -260,10 +287,18 @@ async function readStdin(): Promise<string> {
   return new TextDecoder().decode(Buffer.concat(chunks));
 }
 
+/** Whether the result is printed as data (`--json`, `--progress json`). */
+function wantsResult(line: CommandLine): boolean {
+  return line.json || line.progress === "json";
+}
+
 function makeProgress(line: CommandLine): CliProgress {
   let mode: ProgressMode = line.progress === "auto"
     ? (process.stderr.isTTY ? "tty" : "plain")
     : line.progress;
   if (line.json && line.progress === "auto") mode = "none";
-  return new CliProgress(mode, { write: (t) => process.stderr.write(t) });
+  return new CliProgress(mode, {
+    write: (t) => process.stderr.write(t),
+    columns: () => process.stderr.columns,
+  });
 }
