@@ -13,6 +13,7 @@ import type { LayerCompression } from "../copy/compress.ts";
 import { GZIP_ENGINE_CHOICES, type GzipEngineChoice } from "../copy/native_gzip.ts";
 import { parsePlatform } from "../oci/manifest.ts";
 import type { RemoteImage } from "../reference.ts";
+import type { UploadMode } from "../registry/mod.ts";
 import { humanSize, shortImageUri } from "./format.ts";
 import { type CommandLine, expectArgs, intOption, UsageError } from "./options.ts";
 import { CliProgress, type ProgressMode } from "./progress_view.ts";
@@ -44,7 +45,7 @@ export async function runCommand(
       const target = line.args[1] ? remote(line.args[1]) : undefined;
       const input = (line.options.input as string | undefined) ?? defaultStorePath();
       requireInputAccess(input);
-      const progress = makeProgress(line);
+      const progress = makeProgress(line, signal);
       try {
         const pushed = await images.push(local, target, {
           input: line.options.input as string | undefined,
@@ -79,7 +80,7 @@ export async function runCommand(
       const platform = line.options.platform as string | undefined;
       const output = line.options.output as string | undefined;
       requireOutputAccess(output ?? defaultStorePath());
-      const progress = makeProgress(line);
+      const progress = makeProgress(line, signal);
       try {
         const pulled = await images.pull(source, local, {
           output,
@@ -202,6 +203,8 @@ async function removeImage(
   return [image.tag, ...sharing].map((tag) => ({ image: image.withTag(tag).toString(), digest }));
 }
 
+const UPLOAD_MODES: string[] = ["auto", "streaming", "chunked", "monolithic"];
+
 /** Builds the API object from the global options. */
 async function openImages(line: CommandLine): Promise<Images> {
   if (!line.registry) {
@@ -242,6 +245,10 @@ async function openImages(line: CommandLine): Promise<Images> {
       "PERMISSION_DENIED",
     );
   }
+  const uploadMode = line.options["upload-mode"] as string | undefined;
+  if (uploadMode !== undefined && !UPLOAD_MODES.includes(uploadMode)) {
+    throw new UsageError(`--upload-mode must be one of ${UPLOAD_MODES.join(", ")}`, line.command);
+  }
   const zstd = compression === "zstd";
   const compressionLevel = intOption(line, "compression-level", 1, zstd ? 19 : 9);
   return new Images({
@@ -257,6 +264,7 @@ async function openImages(line: CommandLine): Promise<Images> {
     compressionLevel,
     concurrency: intOption(line, "concurrency", 1, 32),
     resumableUploads: line.options.resumable === true,
+    uploadMode: uploadMode as UploadMode | undefined,
     cacheDir,
     gzipEngine: gzipEngine as GzipEngineChoice | undefined,
     log: line.debug ? (l) => process.stderr.write(`debug: ${l}\n`) : undefined,
@@ -292,13 +300,16 @@ function wantsResult(line: CommandLine): boolean {
   return line.json || line.progress === "json";
 }
 
-function makeProgress(line: CommandLine): CliProgress {
+/** The progress display; it stops (drawn in its last state) when the run is cancelled. */
+function makeProgress(line: CommandLine, signal: AbortSignal): CliProgress {
   let mode: ProgressMode = line.progress === "auto"
     ? (process.stderr.isTTY ? "tty" : "plain")
     : line.progress;
   if (line.json && line.progress === "auto") mode = "none";
-  return new CliProgress(mode, {
+  const progress = new CliProgress(mode, {
     write: (t) => process.stderr.write(t),
     columns: () => process.stderr.columns,
   });
+  signal.addEventListener("abort", () => progress.finish(), { once: true });
+  return progress;
 }

@@ -20,6 +20,7 @@ import { COMMAND_HELP, MAIN_HELP } from "./help.ts";
 import { parseCommandLine, UsageError } from "./options.ts";
 import { isPermissionRefusal, requirePermissions } from "../permissions.ts";
 import { VERSION } from "../version.ts";
+import { uploadCancellations } from "../registry/upload_session.ts";
 
 /** Exit code of a run cancelled by Ctrl-C, as shells report SIGINT. */
 export const EXIT_ABORTED = 130;
@@ -43,15 +44,28 @@ export async function main(args: string[]): Promise<number> {
   const onInterrupt = () => {
     // The first Ctrl-C cancels cleanly; a second one leaves at once.
     if (++interrupts > 1) process.exit(EXIT_ABORTED);
-    abort.abort(new ImagesError("interrupted", "ABORTED"));
+    abort.abort(new ImagesError("interrupted", "ABORTED")); // the live display stops first
+    noteCancelling();
   };
   process.on("SIGINT", onInterrupt);
   const suspend = new AbortController();
   let resumable = false;
+  let pushing = false;
+  // Requests in flight finish (up to 30 s) so their sessions can be cancelled: say so.
+  const noteCancelling = () => {
+    if (pushing) {
+      process.stderr.write(
+        "\napolo-images: cancelling the uploads in flight (press Ctrl-C again to quit at once)\n",
+      );
+    }
+  };
   const onTerminate = () => {
     if (++interrupts > 1) process.exit(EXIT_TERMINATED);
     suspend.abort(new ImagesError("terminated", "SUSPENDED"));
-    if (!resumable) abort.abort(new ImagesError("terminated", "ABORTED"));
+    if (!resumable) {
+      abort.abort(new ImagesError("terminated", "ABORTED"));
+      noteCancelling();
+    }
   };
   process.on("SIGTERM", onTerminate);
   try {
@@ -68,7 +82,8 @@ export async function main(args: string[]): Promise<number> {
     requirePermissions([{ name: "env" }], "the environment (APOLO_*, HOME, XDG_*, DOCKER_CONFIG)");
     const line = parseCommandLine(args, process.env);
     debug = line.debug;
-    resumable = line.command === "push" && line.options.resumable === true;
+    pushing = line.command === "push";
+    resumable = pushing && line.options.resumable === true;
     const work = runCommand(line, abort.signal, suspend.signal);
     if (line.command === "push" || line.command === "pull") {
       await work; // they stop on the signal themselves, after rolling back
@@ -96,7 +111,7 @@ export async function main(args: string[]): Promise<number> {
       return EXIT_TERMINATED;
     }
     if (abort.signal.aborted) {
-      process.stderr.write("apolo-images: interrupted; nothing was left half-written\n");
+      process.stderr.write(`apolo-images: interrupted; ${whatWasCancelled()}\n`);
       return suspend.signal.aborted ? EXIT_TERMINATED : EXIT_ABORTED;
     }
     if (error instanceof UsageError) {
@@ -114,6 +129,19 @@ export async function main(args: string[]): Promise<number> {
     process.off("SIGINT", onInterrupt);
     process.off("SIGTERM", onTerminate);
   }
+}
+
+/** What an interrupted run undid: the upload sessions it cancelled, or could not. */
+function whatWasCancelled(): string {
+  const { cancelled, refused } = uploadCancellations();
+  const sessions = (n: number) => `${n} upload session${n === 1 ? "" : "s"}`;
+  const parts = [];
+  if (cancelled > 0) parts.push(`cancelled ${sessions(cancelled)} at the registry`);
+  if (refused > 0) {
+    parts.push(`could not cancel ${sessions(refused)} (the registry purges them later)`);
+  }
+  parts.push("nothing was left half-written");
+  return parts.join("; ");
 }
 
 if (import.meta.main) {

@@ -51,6 +51,7 @@ const COMMAND_OPTIONS = {
     concurrency: { type: "string" },
     resumable: { type: "boolean" },
     "gzip-engine": { type: "string" },
+    "upload-mode": { type: "string" },
   },
   pull: {
     output: { type: "string" },
