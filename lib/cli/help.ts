@@ -19,6 +19,7 @@ export const GLOBAL_HELP = `Global options:
   --json               print data as JSON (sizes in bytes)
   --debug              show stack traces and HTTP requests (credentials redacted)
   -h, --help           show help
+  --version            print the version
 Without --username/APOLO_USERNAME, credentials come from Docker's config.json
 (DOCKER_CONFIG or ~/.docker) for the registry host.`;
 
@@ -42,13 +43,17 @@ gzip runs on the fastest engine that loads: the system's ISA-L (libisal.so.2), e
 libdeflate (libdeflate.so.0), else zlib. Under Deno the native ones need --allow-ffi.
 
 Options:
-  --input PATH                 archive or layout to read
-  --resumable                  keep upload sessions so a stopped push can resume
+  --input PATH                 archive or layout to read (default: the local store)
+  --resumable                  keep upload sessions so a stopped push can resume (default off)
   --compression gzip|zstd      compression of uncompressed layers (default gzip)
   --compression-level N        gzip 1-9 (ISA-L 1-3; default: the engine's own), zstd 1-19
+                               (default 3)
   --gzip-engine auto|isal|libdeflate|zlib
                                what compresses gzip (default auto: the first that runs)
-  --concurrency N              layers at once (default 3)
+  --concurrency N              layers at once, 1-32 (default 3)
+  --upload-mode auto|streaming|chunked|monolithic
+                               how blobs are sent (default auto: streaming, falling back
+                               to chunked, then monolithic, for registries that refuse)
 
 Examples:
   apolo-images push --input app.tar app:1.0
@@ -61,6 +66,14 @@ Pull an image from the registry. --output x.tar writes an archive that \`docker 
 \`podman load\` accept (default format docker) or an OCI archive (--format oci); a directory
 (existing, or ending in /) becomes an OCI layout. Without --output, the local store.
 
+Options:
+  --output PATH                archive or layout to write (default: the local store,
+                               $APOLO_IMAGES_STORE or $XDG_DATA_HOME/apolo-images/store)
+  --format docker|oci          format of an archive (default docker; a layout is OCI)
+  --platform OS/ARCH[/VARIANT] which image of a multi-platform one (default: this
+                               machine's, e.g. linux/amd64)
+  --concurrency N              layers at once, 1-32 (default 3)
+
 Examples:
   apolo-images pull image:app:1.0 --output app.tar
   apolo-images pull --format oci image:/other-project/alpine:shared --output alpine.oci.tar
@@ -68,6 +81,8 @@ Examples:
   digest: `Usage: apolo-images digest IMAGE
 
 Print the digest of an image in the registry. The image name must contain a tag.
+
+Options: only the global ones.
 
 Examples:
   apolo-images digest image:myimage:latest
@@ -77,6 +92,9 @@ Examples:
 Remove images from the registry. A tag whose manifest other tags share is refused
 unless -f, which removes every tag pointing at it; an image without a tag loses all tags.
 
+Options:
+  -f, --force        remove every tag sharing the manifest (default off)
+
 Examples:
   apolo-images rm image:myimage:latest
   apolo-images rm -f image:/other-project/alpine:shared`,
@@ -85,16 +103,19 @@ Examples:
 List images (repositories) in the registry.
 
 Options:
-  -l                 long format (with the docker URL)
-  --full-uri         print full image URIs
-  -n, --name REGEX   only images whose name matches
+  -l, --long         long format, with the docker URL (default off)
+  --full-uri         print full image URIs (default: short, relative to --owner)
+  -n, --name REGEX   only images whose name matches (default: all)
 
 Examples:
   apolo-images ls
   apolo-images ls -l -n '^app'`,
   tags: `Usage: apolo-images tags [-l] IMAGE
 
-List the tags of an image. -l adds sizes.
+List the tags of an image.
+
+Options:
+  -l, --long         add each tag's size (default off)
 
 Examples:
   apolo-images tags image:myimage
@@ -102,6 +123,8 @@ Examples:
   size: `Usage: apolo-images size IMAGE
 
 Print the size of a tagged image (the sum of its compressed layers).
+
+Options: only the global ones.
 
 Examples:
   apolo-images size image:myimage:latest`,

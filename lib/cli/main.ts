@@ -16,7 +16,7 @@
 import process from "node:process";
 import { ImagesError } from "../errors.ts";
 import { runCommand } from "./commands.ts";
-import { COMMAND_HELP, MAIN_HELP } from "./help.ts";
+import { COMMAND_HELP, GLOBAL_HELP, MAIN_HELP } from "./help.ts";
 import { parseCommandLine, UsageError } from "./options.ts";
 import { isPermissionRefusal, requirePermissions } from "../permissions.ts";
 import { VERSION } from "../version.ts";
@@ -76,7 +76,8 @@ export async function main(args: string[]): Promise<number> {
       return 0;
     }
     if (bare.help) {
-      process.stdout.write((bare.command ? COMMAND_HELP[bare.command] : MAIN_HELP) + "\n");
+      const help = bare.command ? `${COMMAND_HELP[bare.command]}\n\n${GLOBAL_HELP}` : MAIN_HELP;
+      process.stdout.write(help + "\n");
       return 0;
     }
     requirePermissions([{ name: "env" }], "the environment (APOLO_*, HOME, XDG_*, DOCKER_CONFIG)");

@@ -73,6 +73,20 @@ const COMMAND_OPTIONS = {
 /** A command's name. */
 export type CommandName = keyof typeof COMMAND_OPTIONS;
 
+/**
+ * The long names of the options `command` takes, its own and the global ones (what its
+ * `--help` must list).
+ *
+ * @example
+ * ```ts
+ * import { optionNames } from "./options.ts";
+ * console.log(optionNames("tags")); // [ "long", "registry", … ]
+ * ```
+ */
+export function optionNames(command: CommandName): string[] {
+  return [...Object.keys(COMMAND_OPTIONS[command]), ...Object.keys(GLOBAL_OPTIONS)];
+}
+
 /** A parsed command line. */
 export interface CommandLine {
   /** The command, if one was given. */
