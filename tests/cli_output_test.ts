@@ -8,13 +8,12 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { readFile, stat } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { connect, createServer as createTcpServer, type Server } from "node:net";
 import { join } from "node:path";
-import { type RunningRegistry, startRegistry } from "./helpers/registry.ts";
+import { makeCertificate, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
 import { runCli } from "./helpers/cli.ts";
 import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
 import { docker25SaveEntries, layerTar, syntheticImage, writeTar } from "./helpers/tools.ts";
@@ -161,28 +160,13 @@ describe("CLI results, help and connection errors", () => {
   });
 
   it("an untrusted certificate: refused with its reason, one connection", async () => {
-    const key = join(dir, "key.pem");
-    const cert = join(dir, "cert.pem");
-    execFileSync("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=127.0.0.1",
+    const { keyFile, certFile } = makeCertificate(dir, "/CN=127.0.0.1", [
       "-addext",
       "subjectAltName=IP:127.0.0.1",
-    ], { stdio: "ignore" });
+    ]);
     const server = createHttpsServer({
-      key: await readFile(key),
-      cert: await readFile(cert),
+      key: await readFile(keyFile),
+      cert: await readFile(certFile),
     }, (_req, res) => res.end("{}"));
     const front = await countingFront(await listen(server as unknown as Server));
     try {
