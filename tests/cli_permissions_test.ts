@@ -8,7 +8,9 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readdir, readFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.ts";
 import { isBun, runCli } from "./helpers/cli.ts";
@@ -93,6 +95,14 @@ describe("least-privilege matrix (docker-registry)", () => {
     assert.match(digest.stdout.trim(), /^sha256:[0-9a-f]{64}$/);
   });
 
+  it("digest, tags, size, ls: net + env", async () => {
+    const granted = [net, "--allow-env"];
+    assert.match((await cli(granted, ["digest", "image:app:v1"])).stdout, /^sha256:/);
+    assert.match((await cli(granted, ["tags", "image:app"])).stdout, /^image:app:v1$/m);
+    assert.match((await cli(granted, ["size", "image:app:v1"])).stdout, /\d/);
+    assert.match((await cli(granted, ["ls"])).stdout, /^image:app$/m);
+  });
+
   it("pull: net + read/write of the output's folder + env, for every kind of output", async () => {
     const out = join(dir, "out");
     await mkdir(out);
@@ -151,6 +161,31 @@ describe("least-privilege matrix (docker-registry)", () => {
       `docker://${registry.host}/alice/app:from-store`,
     ]);
     assert.ok(from.stdout.includes("layers"));
+  });
+
+  it("a writer allowed to write but not to read still removes its temporary file", {
+    skip: isBun ? "Bun has no permissions" : false,
+  }, async () => {
+    const out = join(dir, "write-only");
+    await mkdir(out);
+    const script = join(dir, "abort-writer.ts");
+    const writer = new URL("../lib/archive/tar_writer.ts", import.meta.url).href;
+    await writeFile(
+      script,
+      `import { TarWriter } from ${JSON.stringify(writer)};\n` +
+        `const w = await TarWriter.create(${JSON.stringify(join(out, "x.tar"))});\n` +
+        `await w.addFile("a.txt", new Uint8Array(100_000));\nawait w.abort();\n`,
+    );
+    const lib = fileURLToPath(new URL("../lib", import.meta.url));
+    const result = await run(process.execPath, [
+      "run",
+      "--quiet",
+      `--allow-read=${lib},${script}`,
+      `--allow-write=${out}`,
+      script,
+    ], { check: false });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(await listDir(out), []);
   });
 
   it("a missing permission stops before any work, names the flag, leaves nothing", {
