@@ -55,7 +55,7 @@ export async function main(args: string[]): Promise<number> {
   const noteCancelling = () => {
     if (pushing) {
       process.stderr.write(
-        "\napolo-images: cancelling the uploads in flight (press Ctrl-C again to quit at once)\n",
+        "\napolo-images: cancelling the uploads in flight (a second Ctrl-C quits at once)\n",
       );
     }
   };
@@ -112,7 +112,8 @@ export async function main(args: string[]): Promise<number> {
       return EXIT_TERMINATED;
     }
     if (abort.signal.aborted) {
-      process.stderr.write(`apolo-images: interrupted; ${whatWasCancelled()}\n`);
+      const how = suspend.signal.aborted ? "terminated" : "interrupted";
+      process.stderr.write(`apolo-images: ${how}; ${whatWasCancelled()}\n`);
       return suspend.signal.aborted ? EXIT_TERMINATED : EXIT_ABORTED;
     }
     if (error instanceof UsageError) {
