@@ -208,8 +208,11 @@ export class CliProgress extends AbstractDockerImageProgress {
     // One column short of the width: a line filling the last column wraps on some terminals.
     const width = columns - 1;
     const now = this.#now();
-    const lines = [...this.#layers.values()].map((layer) =>
-      fit(layerLine(layer.step, now - layer.started, width), width)
+    const layers = [...this.#layers.values()];
+    // The same room for every layer's byte counts, so that the bars line up.
+    const amountWidth = Math.max(0, ...layers.map((l) => amount(l.step).length));
+    const lines = layers.map((layer) =>
+      fit(layerLine(layer.step, now - layer.started, width, amountWidth), width)
     );
     if (this.#activity) lines.push(fit(this.#activity, width));
     const up = this.#drawnLines > 0 ? `\x1b[${this.#drawnLines}F` : "\r";
@@ -238,21 +241,30 @@ function fit(text: string, width: number): string {
   return chars.length <= width ? text : chars.slice(0, Math.max(0, width - 1)).join("") + "…";
 }
 
+/** Room kept for the speed and time left, `12.3MB/s 120s`. */
+const SPEED_WIDTH = 13;
+
 /**
- * A layer's line in at most `width` columns: `id: Status [===>   ] 12.6MB/25.0MB 3.1MB/s 4s`;
- * the speed goes first when room is short, then the bar.
+ * A layer's line in at most `width` columns: `id: Status [===>   ] 12.6MB/25.0MB 3.1MB/s 4s`,
+ * the byte counts right-aligned in `amountWidth` columns; when room is short the speed
+ * goes first, then the bar.
  */
-function layerLine(step: ImageProgressStep, elapsedMs: number, width: number): string {
+function layerLine(
+  step: ImageProgressStep,
+  elapsedMs: number,
+  width: number,
+  amountWidth: number,
+): string {
   const head = `${step.layerId}: ${step.status.padEnd(11)}`;
   if (!MOVING.has(step.status)) return head.trimEnd();
-  const bytes = amount(step);
+  const bytes = amount(step).padStart(amountWidth);
   let room = width - head.length - 1 - bytes.length;
-  const speed = rate(step, elapsedMs);
-  const withSpeed = speed !== "" && room - speed.length - 2 >= 12;
-  if (withSpeed) room -= speed.length + 2;
+  const withSpeed = room - (SPEED_WIDTH + 2) >= 20;
+  if (withSpeed) room -= SPEED_WIDTH + 2;
   const barWidth = Math.min(40, room - 3);
   const bar = step.total && barWidth >= 8 ? drawBar(step, barWidth) + " " : "";
-  return `${head} ${bar}${bytes}${withSpeed ? "  " + speed : ""}`;
+  const speed = withSpeed ? rate(step, elapsedMs) : "";
+  return `${head} ${bar}${bytes}${speed ? "  " + speed : ""}`;
 }
 
 /** `[=====>    ]` with `width` cells inside the brackets. */
