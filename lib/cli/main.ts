@@ -1,8 +1,8 @@
 /**
  * The `apolo-images` command line: `apolo image` commands without a Docker daemon.
  *
- * Run it with `deno run -A jsr:@apolo/images/cli --help`, or `deno task cli --help`
- * in the repository.
+ * Run it with `deno run jsr:@apolo/images/cli --help` (help needs no permission; README
+ * lists the few each command needs), or `deno task cli --help` in the repository.
  *
  * @example
  * ```ts ignore
