@@ -12,8 +12,8 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, rm } from "node:fs/promises";
-import { rangeStream, writeAt } from "./file_io.ts";
+import { type FileHandle, open, rename } from "node:fs/promises";
+import { rangeStream, removeFile, writeAt } from "./file_io.ts";
 import {
   BLOCK_SIZE,
   encodePaxRecords,
@@ -360,7 +360,7 @@ export class TarWriter {
     let size = 0;
     const drop = async (): Promise<void> => {
       await handle.close().catch(() => {});
-      await rm(spoolPath, { force: true });
+      await removeFile(spoolPath);
       this.#spools.delete(spoolPath);
     };
     try {
@@ -477,10 +477,10 @@ export class TarWriter {
       this.#closed = true;
       await this.#handle.close().catch(() => {});
     }
-    await rm(this.tempPath, { force: true });
+    await removeFile(this.tempPath);
     for (const [spool, handle] of [...this.#spools]) {
       await handle.close().catch(() => {});
-      await rm(spool, { force: true });
+      await removeFile(spool);
     }
     this.#spools.clear();
   }

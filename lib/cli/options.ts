@@ -40,6 +40,7 @@ const GLOBAL_OPTIONS = {
   json: { type: "boolean" },
   debug: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
 } as const;
 
 /** Options of each command. */
@@ -51,6 +52,7 @@ const COMMAND_OPTIONS = {
     concurrency: { type: "string" },
     resumable: { type: "boolean" },
     "gzip-engine": { type: "string" },
+    "upload-mode": { type: "string" },
   },
   pull: {
     output: { type: "string" },
@@ -76,6 +78,20 @@ const COMMAND_OPTIONS = {
 
 /** A command's name. */
 export type CommandName = keyof typeof COMMAND_OPTIONS;
+
+/**
+ * The long names of the options `command` takes, its own and the global ones (what its
+ * `--help` must list).
+ *
+ * @example
+ * ```ts
+ * import { optionNames } from "./options.ts";
+ * console.log(optionNames("tags")); // [ "long", "registry", … ]
+ * ```
+ */
+export function optionNames(command: CommandName): string[] {
+  return [...Object.keys(COMMAND_OPTIONS[command]), ...Object.keys(GLOBAL_OPTIONS)];
+}
 
 /** A parsed command line. */
 export interface CommandLine {
@@ -113,6 +129,8 @@ export interface CommandLine {
   debug: boolean;
   /** Show help and stop. */
   help: boolean;
+  /** Print the version and stop. */
+  version: boolean;
 }
 
 const PROGRESS_MODES = ["auto", "tty", "plain", "json", "none"];
@@ -232,7 +250,8 @@ export function parseCommandLine(
     progress: progress as ProgressMode | "auto",
     json: values.json === true,
     debug: values.debug === true,
-    help: values.help === true || command === undefined,
+    version: values.version === true,
+    help: values.help === true || (command === undefined && values.version !== true),
   };
 }
 
