@@ -323,3 +323,64 @@ export function countedBytes(bytes: Uint8Array): Uint8Array {
     },
   });
 }
+
+/** A parser under test next to a deliberately quadratic variant of it, on the same inputs. */
+export interface QuadraticCheck<I, T> {
+  /** Name of the parser, for messages. */
+  what: string;
+  /** Two inputs, the second twice the size of the first. */
+  inputs: [I, I];
+  /** An input's size in characters or bytes. */
+  size: (input: I) => number;
+  /** The parser (linear). */
+  parser: (input: I) => T;
+  /** The variant (quadratic). */
+  quadratic: (input: I) => T;
+  /** Work units allowed per unit of input (default {@linkcode WORK_PER_UNIT}). */
+  perUnit?: number;
+}
+
+/**
+ * Shows the budget catches a quadratic parser: both give the same answers; doubling the
+ * input doubles the parser's work (at most 2.5 times) and about quadruples the
+ * variant's (at least 3 times); on the larger input the parser stays under a fifth of
+ * the budget and the variant goes over 5 times it, so {@linkcode linearWork} refuses
+ * it. Returns one line of figures per input, for the log.
+ */
+export function assertQuadraticCaught<I, T>(check: QuadraticCheck<I, T>): string[] {
+  const lines: string[] = [];
+  const perUnit = check.perUnit ?? WORK_PER_UNIT;
+  const works = check.inputs.map((input) => {
+    const size = check.size(input);
+    const real = measureWork(() => check.parser(input));
+    const bad = measureWork(() => check.quadratic(input));
+    if (JSON.stringify(real.value) !== JSON.stringify(bad.value)) {
+      throw new Error(`${check.what}: the quadratic variant answers differently`);
+    }
+    lines.push(
+      `work budget: ${check.what} on ${size} characters/bytes: budget ${
+        workBudget(size, perUnit)
+      }, ` +
+        `parser ${real.work}, quadratic variant ${bad.work}`,
+    );
+    return { size, real: real.work, bad: bad.work };
+  });
+  const [small, large] = works;
+  const fail = (why: string) => {
+    throw new Error(`${check.what}: ${why}\n${lines.join("\n")}`);
+  };
+  if (large.size !== 2 * small.size) fail("the second input must be twice the first");
+  if (large.real > 2.5 * small.real) fail("the parser's work more than doubles");
+  if (large.bad < 3 * small.bad) fail("the variant's work does not grow quadratically");
+  const budget = workBudget(large.size, perUnit);
+  if (large.real * 5 > budget) fail("the parser is not far under the budget");
+  if (large.bad < 5 * budget) fail("the variant is not far over the budget");
+  let refused = false;
+  try {
+    linearWork(check.what, large.size, () => check.quadratic(check.inputs[1]), perUnit);
+  } catch (e) {
+    refused = e instanceof Error && e.message.includes(" units of work on ");
+  }
+  if (!refused) fail("linearWork let the variant through");
+  return lines;
+}
