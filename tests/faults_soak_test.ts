@@ -11,7 +11,9 @@ import { formatSoakSummary, runSoak, soakPassed } from "./helpers/soak.ts";
 describe("soak through the fault proxy", { skip: !registryAvailable }, () => {
   it(
     "20 push/pull rounds with faults: no corruption, no leftovers",
-    { timeout: 180_000 },
+    // A guard against a hang, not a speed limit: about a minute on an idle machine,
+    // three on one loaded with three busy processes.
+    { timeout: 600_000 },
     async () => {
       const seed = Number(process.env.SOAK_SEED ?? Date.now() % 1_000_000);
       const summary = await runSoak({

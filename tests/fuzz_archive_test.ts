@@ -279,7 +279,6 @@ describe("fuzz: docker-archive and OCI layout readers", () => {
           await readLayout(entries, asDirectory);
         },
       ),
-      { timeoutMs: 10_000 },
     );
     assertHeapBounded(heap, 256 * 1024 * 1024, "mutated layouts");
   });
@@ -302,7 +301,7 @@ describe("fuzz: docker-archive and OCI layout readers", () => {
             }
           },
         ),
-        { scale: 0.5, timeoutMs: 10_000 },
+        { scale: 0.5 },
       );
     }
     assertHeapBounded(heap, 256 * 1024 * 1024, "mutated archive bytes");
@@ -344,7 +343,7 @@ describe("fuzz: docker-archive and OCI layout readers", () => {
             }
           },
         ),
-        { scale: 0.5, timeoutMs: 10_000 },
+        { scale: 0.5 },
       );
     } finally {
       await rm(sourcePath, { force: true });
@@ -375,7 +374,6 @@ describe("fuzz: docker-archive and OCI layout readers", () => {
           if (!same) assert.ok(outcome.errors.length > 0, "a changed layer went unnoticed");
         },
       ),
-      { timeoutMs: 10_000 },
     );
   });
 });

@@ -17,7 +17,8 @@ import {
   RemoteImage,
   type TagOption,
 } from "../lib/reference.ts";
-import { casesRun, check, testTimeout, timed, typed } from "./helpers/fuzz.ts";
+import { casesRun, check, testTimeout, typed } from "./helpers/fuzz.ts";
+import { linearWork } from "./helpers/work.ts";
 
 const DIGEST = "sha256:" + "0123456789abcdef".repeat(4);
 
@@ -155,9 +156,9 @@ describe("fuzz: image reference grammar", () => {
     await check(
       "external round trip",
       fc.property(referenceText, tagOption, (text, option) => {
-        const image = timed(
-          50,
+        const image = linearWork(
           "parseExternalImage",
+          text.length,
           () => typed(() => parseExternalImage(text, { tagOption: option })),
         );
         if (image instanceof InvalidReferenceError) return;
@@ -179,9 +180,9 @@ describe("fuzz: image reference grammar", () => {
     await check(
       "local round trip",
       fc.property(referenceText, tagOption, (text, option) => {
-        const image = timed(
-          50,
+        const image = linearWork(
           "parseLocalImage",
+          text.length,
           () => typed(() => parseLocalImage(text, { tagOption: option })),
         );
         if (image instanceof InvalidReferenceError) return;
@@ -212,9 +213,9 @@ describe("fuzz: image reference grammar", () => {
         fc.nat({ max: parsers.length - 1 }),
         (text, option, p) => {
           const parser = parsers[p];
-          const image = timed(
-            50,
+          const image = linearWork(
             "parseRemote",
+            text.length,
             () => typed(() => parser.parseRemote(text, { tagOption: option })),
           );
           if (image instanceof InvalidReferenceError) return;
@@ -296,10 +297,14 @@ describe("fuzz: image reference grammar", () => {
         ),
         (text) => {
           for (const parser of parsers) {
-            timed(100, "parseRemote", () => typed(() => parser.parseRemote(text)));
+            linearWork("parseRemote", text.length, () => typed(() => parser.parseRemote(text)));
           }
-          timed(100, "parseLocalImage", () => typed(() => parseLocalImage(text)));
-          timed(100, "parseExternalImage", () => typed(() => parseExternalImage(text)));
+          linearWork("parseLocalImage", text.length, () => typed(() => parseLocalImage(text)));
+          linearWork(
+            "parseExternalImage",
+            text.length,
+            () => typed(() => parseExternalImage(text)),
+          );
         },
       ),
       { scale: 0.25 },
