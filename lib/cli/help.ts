@@ -39,14 +39,15 @@ resending what it had. Chunked uploads cost about a third of the speed on a fast
 network, so this is for big layers over slow or flaky links. Ctrl-C (SIGINT) cancels.
 
 gzip runs on the fastest engine that loads: the system's ISA-L (libisal.so.2), else
-libdeflate (libdeflate.so.0), else zlib. Under Deno the native ones need --allow-ffi.
+libdeflate (libdeflate.so.0), else libdeflate built as WebAssembly (libdeflate-wasm,
+always there). Under Deno the native ones need --allow-ffi.
 
 Options:
   --input PATH                 archive or layout to read
   --resumable                  keep upload sessions so a stopped push can resume
   --compression gzip|zstd      compression of uncompressed layers (default gzip)
   --compression-level N        gzip 1-9 (ISA-L 1-3; default: the engine's own), zstd 1-19
-  --gzip-engine auto|isal|libdeflate|zlib
+  --gzip-engine auto|isal|libdeflate|libdeflate-wasm|zlib
                                what compresses gzip (default auto: the first that runs)
   --concurrency N              layers at once (default 3)
 

@@ -20,6 +20,7 @@ import {
   GzipEngines,
   gzipMemberAsync,
   type GzipScratch,
+  isNativeEngine,
   type NativeGzip,
 } from "./native_gzip.ts";
 import { markDisposable, noteGarbage } from "../gc.ts";
@@ -40,7 +41,7 @@ const WORKER_TURNS = 2;
 
 /** How a pool compresses a layer, settled before its first block. */
 export interface CompressionPlan {
-  /** The engine: a native library, or zlib (always zlib for zstd). */
+  /** The engine: a native library, WebAssembly, or zlib (always zlib for zstd). */
   engine: GzipEngine;
   /** The level used, on the engine's scale. */
   level: number;
@@ -53,7 +54,10 @@ export interface CompressionPlan {
 
 /** Options of a {@linkcode CompressorPool}. */
 export interface CompressorPoolOptions {
-  /** What compresses gzip (default `auto`: ISA-L, libdeflate or zlib, the first that runs). */
+  /**
+   * What compresses gzip (default `auto`: ISA-L, libdeflate, libdeflate as WebAssembly or
+   * zlib, the first that runs).
+   */
   gzipEngine?: GzipEngineChoice;
 }
 
@@ -203,9 +207,9 @@ export class CompressorPool {
 
   /**
    * Compresses one block into a complete gzip member or zstd frame: in a worker, or (with
-   * zlib, one block in `2 × workers + 1`) right here, so the calling thread's core works
-   * too. A native `engine` must come from a {@linkcode CompressorPool.plan}. The block
-   * belongs to the pool afterwards (it is reused).
+   * zlib or WebAssembly, one block in `2 × workers + 1`) right here, so the calling
+   * thread's core works too. An `engine` other than zlib must come from a
+   * {@linkcode CompressorPool.plan}. The block belongs to the pool afterwards (it is reused).
    */
   compress(
     block: Uint8Array,
@@ -214,11 +218,12 @@ export class CompressorPool {
     engine: GzipEngine = "zlib",
   ): Promise<Uint8Array> {
     if (this.#failure) return Promise.reject(this.#failure);
-    const native = format === "gzip" && engine !== "zlib";
-    const library = native ? this.#engines.native(engine) : undefined;
+    const used: GzipEngine = format === "gzip" ? engine : "zlib";
+    const native = isNativeEngine(used);
+    const library = native ? this.#engines.native(used) : undefined;
     if (native && !library) {
       return Promise.reject(
-        new ImagesError(`compression failed: ${engine} is not loaded`, "COMPRESSION_FAILED"),
+        new ImagesError(`compression failed: ${used} is not loaded`, "COMPRESSION_FAILED"),
       );
     }
     if (library?.compressAsync) return this.#onRuntimeThread(library, block, level);
@@ -228,7 +233,9 @@ export class CompressorPool {
     const lane = turn === turns - 1 && !native ? this.#size : turn % this.#size;
     if (lane === this.#size) {
       try {
-        const compressed = compressBlock(block, format, level);
+        const compressed = used === "libdeflate-wasm"
+          ? this.#engines.wasm().member(block, level)
+          : compressBlock(block, format, level);
         this.giveBlock(block);
         return Promise.resolve(compressed);
       } catch (e) {
@@ -241,7 +248,7 @@ export class CompressorPool {
     const worker = this.#workers[lane];
     return new Promise<Uint8Array>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      const job = { id, data: block, format, level, engine: native ? engine : "zlib" };
+      const job = { id, data: block, format, level, engine: used };
       worker.postMessage(job, [block.buffer as ArrayBuffer]);
     });
   }
