@@ -6,8 +6,9 @@
  * A worker compresses one block into a complete gzip member or zstd frame and transfers
  * the bytes back: gzip on the engine the message names, a native library (ISA-L or
  * libdeflate, whose loaders it embeds: ./ffi.ts, ./isal.ts, ./libdeflate.ts), libdeflate
- * as WebAssembly (./wasm_gzip.ts), else on zlib. `node:zlib` is imported only when zlib
- * is used: a worker running WebAssembly is then 4.6 MiB smaller on Deno.
+ * as WebAssembly (./wasm_gzip.ts; the first such job brings the compiled module), else on
+ * zlib. `node:zlib` is imported only when zlib is used: a worker running WebAssembly is
+ * then 4.6 MiB smaller on Deno.
  *
  * @module
  */
@@ -16,7 +17,6 @@ import { openFirstLibrary } from "./ffi.ts";
 import { ISAL_NAMES, openIsal } from "./isal.ts";
 import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
 import { gzipMember } from "./native_gzip.ts";
-import { LIBDEFLATE_WASM } from "./libdeflate_wasm.ts";
 import { openWasmGzip } from "./wasm_gzip.ts";
 
 /** JavaScript source of the worker (an ES module). */
@@ -53,10 +53,10 @@ const openWasmGzip = ${openWasmGzip.toString()};
 let wasm; // libdeflate as WebAssembly, instantiated on first use
 
 self.onmessage = async (event) => {
-  const { id, data, format, level, engine } = event.data;
+  const { id, data, format, level, engine, wasmModule } = event.data;
   try {
     if (engine === "libdeflate-wasm") {
-      wasm ??= openWasmGzip(${JSON.stringify(LIBDEFLATE_WASM)});
+      if (wasmModule) wasm ??= openWasmGzip(wasmModule);
       const bytes = wasm.member(data, level);
       self.postMessage({ id, bytes, block: data }, [bytes.buffer, data.buffer]);
       return;

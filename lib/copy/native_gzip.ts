@@ -13,8 +13,7 @@ import zlib from "node:zlib";
 import { ImagesError } from "../errors.ts";
 import { ISAL_NAMES, openIsal } from "./isal.ts";
 import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
-import { LIBDEFLATE_WASM } from "./libdeflate_wasm.ts";
-import { openWasmGzip, type WasmGzip } from "./wasm_gzip.ts";
+import { libdeflateWasmModule, openWasmGzip, type WasmGzip } from "./wasm_gzip.ts";
 
 /** gzip compression into caller memory, on a native library. */
 export interface NativeGzip {
@@ -267,7 +266,7 @@ export class GzipEngines {
    * code; no permission needed).
    */
   wasm(): WasmGzip {
-    this.#wasm ??= openWasmGzip(LIBDEFLATE_WASM);
+    this.#wasm ??= openWasmGzip(libdeflateWasmModule());
     return this.#wasm;
   }
 

@@ -23,6 +23,7 @@ import {
   isNativeEngine,
   type NativeGzip,
 } from "./native_gzip.ts";
+import { libdeflateWasmModule } from "./wasm_gzip.ts";
 import { markDisposable, noteGarbage } from "../gc.ts";
 import { adoptChunk, CHUNK_SIZE, giveChunk, takeChunk } from "../chunk_pool.ts";
 
@@ -83,6 +84,8 @@ interface Pending {
 export class CompressorPool {
   readonly #size: number;
   #workers: Worker[] = [];
+  /** Workers already handed libdeflate's WebAssembly module. */
+  readonly #wasmWorkers = new WeakSet<Worker>();
   #next = 0;
   #ids = 0;
   #users = 0;
@@ -246,9 +249,15 @@ export class CompressorPool {
     }
     const id = this.#ids++;
     const worker = this.#workers[lane];
+    // A worker's first WebAssembly job brings the compiled module (its code is shared).
+    let wasmModule: WebAssembly.Module | undefined;
+    if (used === "libdeflate-wasm" && !this.#wasmWorkers.has(worker)) {
+      wasmModule = libdeflateWasmModule();
+      this.#wasmWorkers.add(worker);
+    }
     return new Promise<Uint8Array>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      const job = { id, data: block, format, level, engine: used };
+      const job = { id, data: block, format, level, engine: used, wasmModule };
       worker.postMessage(job, [block.buffer as ArrayBuffer]);
     });
   }

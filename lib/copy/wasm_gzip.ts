@@ -6,11 +6,15 @@
  * level 2 makes 130–180 MiB/s at 0.418 (bench/README.md); and unlike `node:zlib` it
  * allocates nothing per block, so a worker running it stays small.
  *
- * {@linkcode openWasmGzip} is self-contained (no imports, no outer names): the compression
- * worker embeds its source text, as it cannot import modules by path.
+ * The module is compiled once per process ({@linkcode libdeflateWasmModule}) and handed to
+ * the compression workers, which share its compiled code. {@linkcode openWasmGzip} is
+ * self-contained (no imports, no outer names): the compression worker embeds its source
+ * text, as it cannot import modules by path.
  *
  * @module
  */
+
+import { LIBDEFLATE_WASM } from "./libdeflate_wasm.ts";
 
 /** gzip compression on one WebAssembly instance (one thread). */
 export interface WasmGzip {
@@ -21,24 +25,47 @@ export interface WasmGzip {
   member(block: Uint8Array, level: number): Uint8Array;
 }
 
+let compiled: WebAssembly.Module | undefined;
+
 /**
- * Instantiates the module given as base64 (synchronously: it is small). Each instance
+ * libdeflate's WebAssembly module (./libdeflate_wasm.ts), compiled on first use. A
+ * `WebAssembly.Module` can be posted to a worker, which then instantiates it without
+ * compiling it again.
+ *
+ * @example
+ * ```ts
+ * import { libdeflateWasmModule } from "./wasm_gzip.ts";
+ * console.log(WebAssembly.Module.exports(libdeflateWasmModule()).length > 0);
+ * ```
+ */
+export function libdeflateWasmModule(): WebAssembly.Module {
+  if (!compiled) {
+    // deno-lint-ignore no-explicit-any
+    const fromBase64 = (Uint8Array as any).fromBase64 as
+      | ((text: string) => Uint8Array<ArrayBuffer>)
+      | undefined;
+    const bytes = fromBase64
+      ? fromBase64(LIBDEFLATE_WASM)
+      : Uint8Array.from(atob(LIBDEFLATE_WASM), (char) => char.charCodeAt(0));
+    compiled = new WebAssembly.Module(bytes);
+  }
+  return compiled;
+}
+
+/**
+ * Instantiates libdeflate's module (from {@linkcode libdeflateWasmModule}). Each instance
  * keeps one compressor per level used and one input and one output buffer, grown to the
  * largest block seen; nothing else is allocated per block.
  *
  * @example
  * ```ts
- * import { openWasmGzip } from "./wasm_gzip.ts";
- * import { LIBDEFLATE_WASM } from "./libdeflate_wasm.ts";
- * const gzip = openWasmGzip(LIBDEFLATE_WASM);
+ * import { libdeflateWasmModule, openWasmGzip } from "./wasm_gzip.ts";
+ * const gzip = openWasmGzip(libdeflateWasmModule());
  * console.log(gzip.member(new Uint8Array(4096), 1).byteLength < 100);
  * ```
  */
-export function openWasmGzip(base64: string): WasmGzip {
-  const binary = atob(base64);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
+export function openWasmGzip(module: WebAssembly.Module): WasmGzip {
+  const instance = new WebAssembly.Instance(module, {});
   // deno-lint-ignore no-explicit-any
   const wasm = instance.exports as any;
   const memory = wasm.memory as WebAssembly.Memory;
