@@ -57,8 +57,17 @@ self.onmessage = async (event) => {
   try {
     if (engine === "libdeflate-wasm") {
       if (wasmModule) wasm ??= openWasmGzip(wasmModule);
-      const bytes = wasm.member(data, level);
-      self.postMessage({ id, bytes, block: data }, [bytes.buffer, data.buffer]);
+      const member = wasm.compress(data, level);
+      // The member goes back in the block's own memory (its input is spent), so this
+      // thread allocates nothing: memory a worker allocates and the calling thread frees
+      // stays in this thread's malloc arena (zlib's workers grew to 60 MiB so).
+      if (member.byteLength <= data.byteLength) {
+        data.set(member);
+        self.postMessage({ id, block: data, length: member.byteLength }, [data.buffer]);
+      } else {
+        const bytes = member.slice();
+        self.postMessage({ id, bytes, block: data }, [bytes.buffer, data.buffer]);
+      }
       return;
     }
     if (engine !== "zlib") {

@@ -227,7 +227,7 @@ export class GzipEngines {
           const fingerprint = this.#fingerprint(
             engine,
             used,
-            (sample) => wasm.member(sample, used),
+            (sample) => wasm.compress(sample, used).slice(),
           );
           return { engine, level: used, fingerprint };
         } catch (error) {

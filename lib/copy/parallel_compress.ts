@@ -183,7 +183,10 @@ export class CompressorPool {
     for (let i = 0; i < this.#size; i++) {
       const worker = new Worker(url, { type: "module" });
       worker.onmessage = (event: MessageEvent) => {
-        const { id, bytes, block, error } = event.data;
+        const { id, block, length, error } = event.data;
+        // A member written back into its block (`length` bytes) gets memory of its own
+        // size here, and the block goes back to the pool.
+        const bytes = length === undefined ? event.data.bytes : block.slice(0, length);
         if (block) this.giveBlock(block);
         const pending = this.#pending.get(id);
         this.#pending.delete(id);
@@ -237,7 +240,7 @@ export class CompressorPool {
     if (lane === this.#size) {
       try {
         const compressed = used === "libdeflate-wasm"
-          ? this.#engines.wasm().member(block, level)
+          ? this.#engines.wasm().compress(block, level).slice()
           : compressBlock(block, format, level);
         this.giveBlock(block);
         return Promise.resolve(compressed);

@@ -19,10 +19,12 @@ import { LIBDEFLATE_WASM } from "./libdeflate_wasm.ts";
 /** gzip compression on one WebAssembly instance (one thread). */
 export interface WasmGzip {
   /**
-   * Compresses `block` at `level` (libdeflate's scale, 1–12) into one complete gzip member,
-   * in memory of its own size; the block is left as it was.
+   * Compresses `block` at `level` (libdeflate's scale, 1–12) into one complete gzip member
+   * and returns a view of it in the instance's memory, valid until the next call: the
+   * caller copies it where it wants it, so nothing is allocated here. The block is left
+   * as it was.
    */
-  member(block: Uint8Array, level: number): Uint8Array;
+  compress(block: Uint8Array, level: number): Uint8Array;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -61,7 +63,7 @@ export function libdeflateWasmModule(): WebAssembly.Module {
  * ```ts
  * import { libdeflateWasmModule, openWasmGzip } from "./wasm_gzip.ts";
  * const gzip = openWasmGzip(libdeflateWasmModule());
- * console.log(gzip.member(new Uint8Array(4096), 1).byteLength < 100);
+ * console.log(gzip.compress(new Uint8Array(4096), 1).byteLength < 100);
  * ```
  */
 export function openWasmGzip(module: WebAssembly.Module): WasmGzip {
@@ -82,7 +84,7 @@ export function openWasmGzip(module: WebAssembly.Module): WasmGzip {
     return { at, size };
   };
   return {
-    member(block, level) {
+    compress(block, level) {
       let compressor = compressors.get(level);
       if (compressor === undefined) {
         compressor = wasm.libdeflate_alloc_compressor(level) >>> 0;
@@ -100,7 +102,7 @@ export function openWasmGzip(module: WebAssembly.Module): WasmGzip {
         output.size,
       ) >>> 0;
       if (written === 0) throw new Error("libdeflate found its output bound too small");
-      return new Uint8Array(memory.buffer, output.at, written).slice();
+      return new Uint8Array(memory.buffer, output.at, written);
     },
   };
 }
