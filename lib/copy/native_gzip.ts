@@ -4,6 +4,9 @@
  * (./libdeflate.ts). Both write into memory the caller gives, reused from block to block;
  * each member is then copied into memory of its own size ({@linkcode gzipMember}).
  *
+ * {@linkcode GzipEngines} picks the engine of a push among those and the two that always
+ * run: libdeflate built as WebAssembly (./wasm_gzip.ts) and zlib.
+ *
  * @module
  */
 
