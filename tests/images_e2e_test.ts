@@ -110,26 +110,29 @@ describe("images end to end (docker-registry, buildah, skopeo, podman)", () => {
     return diffIds;
   };
 
+  /** Pushes the test image to `target` with gzip on `engine`. */
+  const pushWith = (engine: string, target: string) =>
+    cli(
+      "push",
+      "-q",
+      "--gzip-engine",
+      engine,
+      "--input",
+      images.dockerArchive,
+      images.name,
+      target,
+    );
+
   for (const engine of ["isal", "libdeflate", "libdeflate-wasm", "zlib"]) {
     it(`pushes with gzip engine ${engine}: skopeo copies it back and GNU gzip reads every layer to its diffID`, async () => {
       const name = `app-${engine}:v1`;
-      const args = ["--gzip-engine", engine, "--input", images.dockerArchive, images.name];
-      await cli("push", "-q", ...args, `image:${name}`);
+      await pushWith(engine, `image:${name}`);
       assert.deepEqual(await gunzippedDiffIds(`alice/${name}`, `copied-${engine}`), sourceDiffIds);
     });
   }
 
   it("pushes with libdeflate-wasm: skopeo decompresses it into a docker archive that podman loads with the source's image ID", async () => {
-    await cli(
-      "push",
-      "-q",
-      "--gzip-engine",
-      "libdeflate-wasm",
-      "--input",
-      images.dockerArchive,
-      images.name,
-      "image:wasm:v1",
-    );
+    await pushWith("libdeflate-wasm", "image:wasm:v1");
     const archive = join(dir, "wasm-by-skopeo.tar");
     await run("skopeo", [
       "copy",
@@ -168,26 +171,8 @@ describe("images end to end (docker-registry, buildah, skopeo, podman)", () => {
     assert.equal(pushed.stdout.trim(), "image://default/alice/narrow:v1");
     assert.deepEqual(await gunzippedDiffIds("alice/narrow:v1", "copied-narrow"), sourceDiffIds);
     // Without FFI the push compressed on libdeflate-wasm: its bytes, not zlib's.
-    await cli(
-      "push",
-      "-q",
-      "--gzip-engine",
-      "libdeflate-wasm",
-      "--input",
-      images.dockerArchive,
-      images.name,
-      "image:narrow:wasm",
-    );
-    await cli(
-      "push",
-      "-q",
-      "--gzip-engine",
-      "zlib",
-      "--input",
-      images.dockerArchive,
-      images.name,
-      "image:narrow:zlib",
-    );
+    await pushWith("libdeflate-wasm", "image:narrow:wasm");
+    await pushWith("zlib", "image:narrow:zlib");
     const layers = async (tag: string) =>
       (await skopeoRemote(inRegistry(`alice/narrow:${tag}`))).layers.map((l: { digest: string }) =>
         l.digest
