@@ -53,11 +53,11 @@ const openWasmGzip = ${openWasmGzip.toString()};
 let wasm; // libdeflate as WebAssembly, instantiated on first use
 
 self.onmessage = async (event) => {
-  const { id, data, format, level, engine, wasmModule } = event.data;
+  const { id, data, format, level, engine, wasmModule, crc } = event.data;
   try {
     if (engine === "libdeflate-wasm") {
       if (wasmModule) wasm ??= openWasmGzip(wasmModule);
-      const member = wasm.compress(data, level);
+      const member = wasm.compress(data, level, crc);
       // The member goes back in the block's own memory (its input is spent), so this
       // thread allocates nothing: memory a worker allocates and the calling thread frees
       // stays in this thread's malloc arena (zlib's workers grew to 60 MiB so).

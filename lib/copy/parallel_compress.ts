@@ -234,13 +234,15 @@ export class CompressorPool {
     }
     if (library?.compressAsync) return this.#onRuntimeThread(library, block, level);
     if (this.#workers.length === 0) this.#start();
+    // The block's CRC-32 on zlib, before the block leaves: 5–7 times WebAssembly's speed.
+    const crc = used === "libdeflate-wasm" ? zlib.crc32(block) : undefined;
     const turns = native ? this.#size : this.#size * WORKER_TURNS + 1;
     const turn = this.#next++ % turns;
     const lane = turn === turns - 1 && !native ? this.#size : turn % this.#size;
     if (lane === this.#size) {
       try {
         const compressed = used === "libdeflate-wasm"
-          ? this.#engines.wasm().compress(block, level).slice()
+          ? this.#engines.wasm().compress(block, level, crc).slice()
           : compressBlock(block, format, level);
         this.giveBlock(block);
         return Promise.resolve(compressed);
@@ -260,7 +262,7 @@ export class CompressorPool {
     }
     return new Promise<Uint8Array>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      const job = { id, data: block, format, level, engine: used, wasmModule };
+      const job = { id, data: block, format, level, engine: used, wasmModule, crc };
       worker.postMessage(job, [block.buffer as ArrayBuffer]);
     });
   }

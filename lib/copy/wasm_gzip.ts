@@ -22,9 +22,11 @@ export interface WasmGzip {
    * Compresses `block` at `level` (libdeflate's scale, 1–12) into one complete gzip member
    * and returns a view of it in the instance's memory, valid until the next call: the
    * caller copies it where it wants it, so nothing is allocated here. The block is left
-   * as it was.
+   * as it was. `crc`: the block's CRC-32 when the caller has it (`zlib.crc32` computes it
+   * 5–7 times faster than this module, whose own CRC took 7–11 % of a member's time); the
+   * bytes are the same either way.
    */
-  compress(block: Uint8Array, level: number): Uint8Array;
+  compress(block: Uint8Array, level: number, crc?: number): Uint8Array;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -84,7 +86,7 @@ export function openWasmGzip(module: WebAssembly.Module): WasmGzip {
     return { at, size };
   };
   return {
-    compress(block, level) {
+    compress(block, level, crc) {
       let compressor = compressors.get(level);
       if (compressor === undefined) {
         compressor = wasm.libdeflate_alloc_compressor(level) >>> 0;
@@ -94,12 +96,15 @@ export function openWasmGzip(module: WebAssembly.Module): WasmGzip {
       input = buffer(input, block.byteLength);
       output = buffer(output, wasm.libdeflate_gzip_compress_bound(compressor, block.byteLength));
       new Uint8Array(memory.buffer, input.at, block.byteLength).set(block);
-      const written = wasm.libdeflate_gzip_compress(
+      const sum = crc ?? wasm.libdeflate_crc32(0, input.at, block.byteLength);
+      const written = wasm.wasm_gzip_member(
         compressor,
+        level,
         input.at,
         block.byteLength,
         output.at,
         output.size,
+        sum,
       ) >>> 0;
       if (written === 0) throw new Error("libdeflate found its output bound too small");
       return new Uint8Array(memory.buffer, output.at, written);
