@@ -153,7 +153,9 @@ const lanes: [GzipEngine, number][] = [
 for (const [engine, level] of lanes) {
   let compress = (block: Uint8Array) => compressBlock(block, "gzip", level);
   if (engine === "libdeflate-wasm") {
-    const wasm = new GzipEngines(engine).wasm();
+    const engines = new GzipEngines(engine);
+    await engines.choose(level);
+    const wasm = engines.wasm();
     compress = (block) => wasm.compress(block, level).slice();
   } else if (engine !== "zlib") {
     const engines = new GzipEngines(engine);

@@ -116,6 +116,7 @@ describe("gzip engines", () => {
       return block;
     });
     const here = new GzipEngines("libdeflate-wasm");
+    await here.choose();
     const plan = await pool.plan("gzip");
     const expected = blocks.map((block) => sha256Digest(here.wasm().compress(block, plan.level)));
     const members = await Promise.all(

@@ -184,6 +184,7 @@ export class GzipEngines {
   readonly #loaded = new Map<string, NativeGzip>();
   readonly #fingerprints = new Map<string, string>();
   #wasm?: WasmGzip;
+  #wasmModule?: WebAssembly.Module;
 
   /** @param choice the engine to use, or `auto` (default). */
   constructor(choice: GzipEngineChoice = "auto") {
@@ -226,6 +227,7 @@ export class GzipEngines {
       }
       if (engine === "libdeflate-wasm") {
         try {
+          this.#wasmModule ??= await libdeflateWasmModule();
           const wasm = this.wasm();
           const fingerprint = this.#fingerprint(
             engine,
@@ -265,12 +267,19 @@ export class GzipEngines {
   }
 
   /**
-   * libdeflate as WebAssembly on this thread, instantiated on first use (about 65 KB of
-   * code; no permission needed).
+   * libdeflate as WebAssembly on this thread, instantiated on first use, once
+   * {@linkcode GzipEngines.choose} picked it (it loads the module).
    */
   wasm(): WasmGzip {
-    this.#wasm ??= openWasmGzip(libdeflateWasmModule());
+    const module = this.wasmModule();
+    if (!module) throw new Error("libdeflate-wasm is not loaded: choose it first");
+    this.#wasm ??= openWasmGzip(module);
     return this.#wasm;
+  }
+
+  /** libdeflate's compiled WebAssembly module, once {@linkcode GzipEngines.choose} picked it. */
+  wasmModule(): WebAssembly.Module | undefined {
+    return this.#wasmModule;
   }
 
   /** The loaded native library of `engine`, once {@linkcode GzipEngines.choose} picked it. */

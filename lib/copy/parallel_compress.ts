@@ -23,7 +23,6 @@ import {
   isNativeEngine,
   type NativeGzip,
 } from "./native_gzip.ts";
-import { libdeflateWasmModule } from "./wasm_gzip.ts";
 import { markDisposable, noteGarbage } from "../gc.ts";
 import { adoptChunk, CHUNK_SIZE, giveChunk, takeChunk } from "../chunk_pool.ts";
 
@@ -227,7 +226,8 @@ export class CompressorPool {
     const used: GzipEngine = format === "gzip" ? engine : "zlib";
     const native = isNativeEngine(used);
     const library = native ? this.#engines.native(used) : undefined;
-    if (native && !library) {
+    const wasmModule = used === "libdeflate-wasm" ? this.#engines.wasmModule() : undefined;
+    if ((native && !library) || (used === "libdeflate-wasm" && !wasmModule)) {
       return Promise.reject(
         new ImagesError(`compression failed: ${used} is not loaded`, "COMPRESSION_FAILED"),
       );
@@ -255,14 +255,19 @@ export class CompressorPool {
     const id = this.#ids++;
     const worker = this.#workers[lane];
     // A worker's first WebAssembly job brings the compiled module (its code is shared).
-    let wasmModule: WebAssembly.Module | undefined;
-    if (used === "libdeflate-wasm" && !this.#wasmWorkers.has(worker)) {
-      wasmModule = libdeflateWasmModule();
-      this.#wasmWorkers.add(worker);
-    }
+    const firstWasm = wasmModule && !this.#wasmWorkers.has(worker);
+    if (firstWasm) this.#wasmWorkers.add(worker);
     return new Promise<Uint8Array>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      const job = { id, data: block, format, level, engine: used, wasmModule, crc };
+      const job = {
+        id,
+        data: block,
+        format,
+        level,
+        engine: used,
+        wasmModule: firstWasm ? wasmModule : undefined,
+        crc,
+      };
       worker.postMessage(job, [block.buffer as ArrayBuffer]);
     });
   }

@@ -14,8 +14,6 @@
  * @module
  */
 
-import { LIBDEFLATE_WASM } from "./libdeflate_wasm.ts";
-
 /** gzip compression on one WebAssembly instance (one thread). */
 export interface WasmGzip {
   /**
@@ -29,21 +27,24 @@ export interface WasmGzip {
   compress(block: Uint8Array, level: number, crc?: number): Uint8Array;
 }
 
-let compiled: WebAssembly.Module | undefined;
+let compiling: Promise<WebAssembly.Module> | undefined;
 
 /**
- * libdeflate's WebAssembly module (./libdeflate_wasm.ts), compiled on first use. A
+ * libdeflate's WebAssembly module (./libdeflate_wasm.ts), imported and compiled on first
+ * use: a command that does not compress with it never loads its 88 KB of base64. (Loaded
+ * with the command line, it kept a stalled `pull` into a layout from answering Ctrl-C on
+ * Deno, every time, for a reason not found: tests/faults_abort_test.ts.) A
  * `WebAssembly.Module` can be posted to a worker, which then instantiates it without
  * compiling it again.
  *
  * @example
  * ```ts
  * import { libdeflateWasmModule } from "./wasm_gzip.ts";
- * console.log(WebAssembly.Module.exports(libdeflateWasmModule()).length > 0);
+ * console.log(WebAssembly.Module.exports(await libdeflateWasmModule()).length > 0);
  * ```
  */
-export function libdeflateWasmModule(): WebAssembly.Module {
-  if (!compiled) {
+export function libdeflateWasmModule(): Promise<WebAssembly.Module> {
+  compiling ??= import("./libdeflate_wasm.ts").then(({ LIBDEFLATE_WASM }) => {
     // deno-lint-ignore no-explicit-any
     const fromBase64 = (Uint8Array as any).fromBase64 as
       | ((text: string) => Uint8Array<ArrayBuffer>)
@@ -51,9 +52,9 @@ export function libdeflateWasmModule(): WebAssembly.Module {
     const bytes = fromBase64
       ? fromBase64(LIBDEFLATE_WASM)
       : Uint8Array.from(atob(LIBDEFLATE_WASM), (char) => char.charCodeAt(0));
-    compiled = new WebAssembly.Module(bytes);
-  }
-  return compiled;
+    return new WebAssembly.Module(bytes);
+  });
+  return compiling;
 }
 
 /**
@@ -64,7 +65,7 @@ export function libdeflateWasmModule(): WebAssembly.Module {
  * @example
  * ```ts
  * import { libdeflateWasmModule, openWasmGzip } from "./wasm_gzip.ts";
- * const gzip = openWasmGzip(libdeflateWasmModule());
+ * const gzip = openWasmGzip(await libdeflateWasmModule());
  * console.log(gzip.compress(new Uint8Array(4096), 1).byteLength < 100);
  * ```
  */
