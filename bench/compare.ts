@@ -21,8 +21,14 @@
  * (neither the command, the registry nor this script) used more than a tenth of a core
  * is taken again, up to `--retries` times (default 2), keeping the least disturbed.
  *
+ * `--no-ffi` measures the portable path, as where no native gzip library can load: Deno
+ * runs without `--allow-ffi` (its automatic choice, libdeflate as WebAssembly) and Bun with
+ * `--gzip-engine libdeflate-wasm` (its choice where the libraries are missing).
+ * `--push-only` skips the pulls.
+ *
  * ```sh
  * deno run -A bench/compare.ts [--small] [--runs N] [--only deno|bun] [--no-wait] [--retries N]
+ *   [--no-ffi] [--push-only]
  * ```
  *
  * @module
@@ -72,8 +78,8 @@ const RESULTS_DIR = fileURLToPath(new URL("./results/", import.meta.url));
 const OWNER = "bench";
 const MIB = 2 ** 20;
 
-const USAGE =
-  "usage: deno task bench [--small] [--runs N] [--only deno|bun] [--no-wait] [--retries N]";
+const USAGE = "usage: deno task bench [--small] [--runs N] [--only deno|bun] [--no-wait] " +
+  "[--retries N] [--no-ffi] [--push-only]";
 
 /** A mistake in the command line: printed with the usage, without a stack trace. */
 class UsageError extends Error {}
@@ -91,6 +97,8 @@ function parseOptions(args: string[]) {
         retries: { type: "string" },
         only: { type: "string" },
         "no-wait": { type: "boolean" },
+        "no-ffi": { type: "boolean" },
+        "push-only": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -116,6 +124,8 @@ function parseOptions(args: string[]) {
     retries: count("retries", 2, 0),
     runtimes: (only ? [only] : ["deno", "bun"]) as Runtime[],
     waitIdle: !values["no-wait"],
+    noFfi: values["no-ffi"] ?? false,
+    pushOnly: values["push-only"] ?? false,
   };
 }
 
@@ -127,9 +137,9 @@ function skopeoBlobInfoCache(): string {
   return join(data, "containers/cache", file);
 }
 
-/** The gzip engine a push picks here by default, with its level. */
-async function gzipEngineInUse(): Promise<string> {
-  const engines = new GzipEngines("auto");
+/** The gzip engine a push picks here by default (or without FFI), with its level. */
+async function gzipEngineInUse(noFfi: boolean): Promise<string> {
+  const engines = new GzipEngines(noFfi ? "libdeflate-wasm" : "auto");
   try {
     const chosen = await engines.choose();
     return `${chosen.engine} level ${chosen.level}`;
@@ -187,7 +197,14 @@ async function main(args: string[]): Promise<void> {
     BUN_RUNTIME_TRANSPILER_CACHE_PATH: join(CACHE_DIR, "bun-transpiler"),
     DOCKER_CONFIG: join(work, "no-docker-config"),
   };
-  const cli = (runtime: Runtime) => runtime === "deno" ? ["run", "-A", CLI] : [CLI];
+  // Without FFI: Deno with every permission the CLI uses but --allow-ffi, Bun on the
+  // engine it picks where the native libraries are missing.
+  const denoPermissions = opts.noFfi
+    ? ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-run"]
+    : ["-A"];
+  const cli = (runtime: Runtime) => runtime === "deno" ? ["run", ...denoPermissions, CLI] : [CLI];
+  const pushEngine = (runtime: Runtime) =>
+    opts.noFfi && runtime === "bun" ? ["--gzip-engine", "libdeflate-wasm"] : [];
   let caches = 0;
   const freshCache = () => join(work, `xdg-cache-${++caches}`);
   const environment = {
@@ -199,7 +216,7 @@ async function main(args: string[]): Promise<void> {
     registry: firstLine("docker-registry", ["--version"]),
     commit: firstLine("git", ["rev-parse", "--short", "HEAD"]),
     libFilesChanged: firstLine("sh", ["-c", "git status --porcelain lib | wc -l"]),
-    gzipEngine: await gzipEngineInUse(),
+    gzipEngine: await gzipEngineInUse(opts.noFfi),
     loadBefore: loadavg(),
   };
 
@@ -287,6 +304,7 @@ async function main(args: string[]): Promise<void> {
           ])
           : ours(who, registry, cache, [
             "push",
+            ...pushEngine(who),
             "--input",
             image.dockerArchive,
             IMAGE_NAME,
@@ -378,19 +396,22 @@ async function main(args: string[]): Promise<void> {
   }
   const pullRegistry = await newRegistry();
   try {
-    await run("skopeo", [
-      "copy",
-      "-q",
-      "--dest-tls-verify=false",
-      `oci-archive:${image.ociArchive}`,
-      `docker://${pullRegistry.host}/${OWNER}/pull:src`,
-    ], { timeoutMs: 3_600_000 });
-    const digests = await pullBlobs(pullRegistry);
+    if (!opts.pushOnly) {
+      await run("skopeo", [
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        `oci-archive:${image.ociArchive}`,
+        `docker://${pullRegistry.host}/${OWNER}/pull:src`,
+      ], { timeoutMs: 3_600_000 });
+    }
+    const digests = opts.pushOnly ? [] : await pullBlobs(pullRegistry);
     for (let r = 1; r <= opts.runs; r++) {
       const order: (Runtime | "skopeo")[] = r % 2
         ? ["skopeo", ...opts.runtimes]
         : [...[...opts.runtimes].reverse(), "skopeo"];
       for (const who of order) record(await pushes(r, who));
+      if (opts.pushOnly) continue;
       record(await download(r, pullRegistry, digests));
       for (const format of ["docker", "oci"] as const) {
         for (const who of order) record(await pull(r, pullRegistry, who, format));

@@ -7,7 +7,8 @@
  * - compression and decompression through `compressStream`/`decompressStream`
  *   (gzip 1/2/3/4/6/9, zstd 1/3/9), the output ratio in each name;
  * - gzip in independent blocks of `BLOCK_SIZE`, as a push compresses: zlib 1/2/3/6,
- *   and the native engines where they load (ISA-L 1/3, libdeflate 1/2/6).
+ *   libdeflate as WebAssembly 1/2, and the native engines where they load (ISA-L 1/3,
+ *   libdeflate 1/2/6).
  *
  * Divide the bytes in a name by the time per iteration for the throughput.
  *
@@ -141,6 +142,8 @@ const lanes: [GzipEngine, number][] = [
   ["zlib", 2],
   ["zlib", 3],
   ["zlib", 6],
+  ["libdeflate-wasm", 1],
+  ["libdeflate-wasm", 2],
   ["isal", 1],
   ["isal", 3],
   ["libdeflate", 1],
@@ -149,7 +152,12 @@ const lanes: [GzipEngine, number][] = [
 ];
 for (const [engine, level] of lanes) {
   let compress = (block: Uint8Array) => compressBlock(block, "gzip", level);
-  if (engine !== "zlib") {
+  if (engine === "libdeflate-wasm") {
+    const engines = new GzipEngines(engine);
+    await engines.choose(level);
+    const wasm = engines.wasm();
+    compress = (block) => wasm.compress(block, level).slice();
+  } else if (engine !== "zlib") {
     const engines = new GzipEngines(engine);
     const loaded = await engines.choose(level).then(() => true, () => false);
     const native = engines.native(engine);

@@ -89,9 +89,11 @@ export function formatTables(
     `${
       (environment.loadBefore as number[]).map((n) => n.toFixed(2)).join(" ")
     }); medians of ${runs} run(s); pushes gzip on ${environment.gzipEngine ?? "zlib"}.`,
-    `Unavoidable work of a pull (every blob at once, curl | tee | sha256sum): ` +
-    `${base.toFixed(2)} s wall, ${pick("download", "baseline", cpu).toFixed(2)} s CPU, ` +
-    `${pick("download", "baseline", bytes).toFixed(0)} MiB.`,
+    Number.isNaN(base)
+      ? "No pulls measured."
+      : `Unavoidable work of a pull (every blob at once, curl | tee | sha256sum): ` +
+        `${base.toFixed(2)} s wall, ${pick("download", "baseline", cpu).toFixed(2)} s CPU, ` +
+        `${pick("download", "baseline", bytes).toFixed(0)} MiB.`,
     `Other processes (not the command, the registry or the script) used at most ` +
     `${Math.max(...rows.map((r) => r.foreignCpu)).toFixed(1)} s of CPU during a measurement; ` +
     `${rows.filter((r) => r.attempts > 1).length} of ${rows.length} measurements were retried.`,
@@ -107,6 +109,7 @@ export function formatTables(
       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     for (const [step, label] of STEPS) {
+      if (!rows.some((r) => r.step === step)) continue; // not measured (--push-only)
       const cells = [label];
       for (const [field, digits] of [[wall, 2], [cpu, 2], [rss, 0], [bytes, 0]] as const) {
         const a = pick(step, runtime, field);

@@ -110,14 +110,47 @@ describe("images end to end (docker-registry, buildah, skopeo, podman)", () => {
     return diffIds;
   };
 
-  for (const engine of ["isal", "libdeflate", "zlib"]) {
+  /** Pushes the test image to `target` with gzip on `engine`. */
+  const pushWith = (engine: string, target: string) =>
+    cli(
+      "push",
+      "-q",
+      "--gzip-engine",
+      engine,
+      "--input",
+      images.dockerArchive,
+      images.name,
+      target,
+    );
+
+  for (const engine of ["isal", "libdeflate", "libdeflate-wasm", "zlib"]) {
     it(`pushes with gzip engine ${engine}: skopeo copies it back and GNU gzip reads every layer to its diffID`, async () => {
       const name = `app-${engine}:v1`;
-      const args = ["--gzip-engine", engine, "--input", images.dockerArchive, images.name];
-      await cli("push", "-q", ...args, `image:${name}`);
+      await pushWith(engine, `image:${name}`);
       assert.deepEqual(await gunzippedDiffIds(`alice/${name}`, `copied-${engine}`), sourceDiffIds);
     });
   }
+
+  it("pushes with libdeflate-wasm: skopeo decompresses it into a docker archive that podman loads with the source's image ID", async () => {
+    await pushWith("libdeflate-wasm", "image:wasm:v1");
+    const archive = join(dir, "wasm-by-skopeo.tar");
+    await run("skopeo", [
+      "copy",
+      "-q",
+      "--src-tls-verify=false",
+      inRegistry("alice/wasm:v1"),
+      `docker-archive:${archive}:wasm:copied`,
+    ]);
+    const podman = await Podman.create();
+    try {
+      await podman.load(archive);
+      const image = await podman.inspect("wasm:copied");
+      assert.equal(`sha256:${image.id}`, sourceManifest.config.digest);
+      assert.deepEqual(image.diffIds, sourceDiffIds);
+    } finally {
+      await podman.cleanup();
+    }
+  });
 
   it("under Deno with only the README's permissions (no --allow-sys, no --allow-ffi), pushes and pulls", async () => {
     const home = join(dir, "home");
@@ -137,6 +170,15 @@ describe("images end to end (docker-registry, buildah, skopeo, podman)", () => {
     );
     assert.equal(pushed.stdout.trim(), "image://default/alice/narrow:v1");
     assert.deepEqual(await gunzippedDiffIds("alice/narrow:v1", "copied-narrow"), sourceDiffIds);
+    // Without FFI the push compressed on libdeflate-wasm: its bytes, not zlib's.
+    await pushWith("libdeflate-wasm", "image:narrow:wasm");
+    await pushWith("zlib", "image:narrow:zlib");
+    const layers = async (tag: string) =>
+      (await skopeoRemote(inRegistry(`alice/narrow:${tag}`))).layers.map((l: { digest: string }) =>
+        l.digest
+      );
+    assert.deepEqual(await layers("v1"), await layers("wasm"));
+    assert.notDeepEqual(await layers("v1"), await layers("zlib"));
     const output = join(dir, "narrow.tar");
     await narrow("pull", "-q", "image:narrow:v1", "narrow:pulled", "--output", output);
     const source = await openLocalSource(output);
@@ -342,7 +384,10 @@ describe("images end to end (docker-registry, buildah, skopeo, podman)", () => {
     assert.match(usage.stderr, /missing LOCAL_IMAGE/);
     const badOptions: [string[], RegExp][] = [
       [["--compression-level", "15"], /--compression-level must be a whole number from 1 to 9/],
-      [["--gzip-engine", "fast"], /--gzip-engine must be one of auto, isal, libdeflate, zlib/],
+      [
+        ["--gzip-engine", "fast"],
+        /--gzip-engine must be one of auto, isal, libdeflate, libdeflate-wasm, zlib/,
+      ],
       [["--compression", "zstd", "--gzip-engine", "isal"], /--gzip-engine applies to gzip/],
     ];
     for (const [options, message] of badOptions) {

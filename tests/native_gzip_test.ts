@@ -1,10 +1,12 @@
 /**
  * gzip engines: ISA-L and libdeflate through FFI (CI installs Debian's libisal2 and
- * libdeflate0), and zlib. Members are read back by node:zlib and by GNU gzip.
+ * libdeflate0), libdeflate as WebAssembly, and zlib. Members are read back by node:zlib
+ * and by GNU gzip.
  */
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
+import { gunzipSync } from "node:zlib";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CompressorPool, parallelCompressStream } from "../lib/copy/parallel_compress.ts";
@@ -39,7 +41,7 @@ describe("gzip engines", () => {
   };
   after(() => pools.forEach((pool) => pool.release()));
 
-  for (const engine of ["isal", "libdeflate", "zlib"] as const) {
+  for (const engine of ["isal", "libdeflate", "libdeflate-wasm", "zlib"] as const) {
     it(`${engine}: node:zlib and GNU gzip read the members back; the same bytes every run`, async () => {
       const pool = poolOf(engine);
       const first = await compressWith(pool);
@@ -53,10 +55,11 @@ describe("gzip engines", () => {
       assert.ok(first.bytes.byteLength < data.byteLength * 0.8, "it compressed");
       const gunzipped = await run("gzip", ["-dc"], { input: first.bytes });
       assert.equal(sha256Digest(gunzipped.stdoutBytes), sha256Digest(data));
+      assert.equal(sha256Digest(gunzipSync(first.bytes)), sha256Digest(data));
     });
   }
 
-  for (const engine of ["isal", "libdeflate"] as const) {
+  for (const engine of ["isal", "libdeflate", "libdeflate-wasm"] as const) {
     it(`${engine}: an empty layer is one valid empty member`, async () => {
       const pool = poolOf(engine);
       const plan = await pool.plan("gzip");
@@ -105,10 +108,35 @@ describe("gzip engines", () => {
     assert.notEqual(isal.plan.settings, libdeflate.plan.settings);
   });
 
+  it("libdeflate-wasm: a block makes the same member in a worker as on the calling thread", async () => {
+    const pool = poolOf("libdeflate-wasm"); // 2 workers, and the calling thread every 5th block
+    const blocks = Array.from({ length: 10 }, (_, i) => {
+      const block = new Uint8Array(BLOCK_SIZE);
+      block.set(data.subarray(i * 50_000, i * 50_000 + BLOCK_SIZE));
+      return block;
+    });
+    const here = new GzipEngines("libdeflate-wasm");
+    await here.choose();
+    const plan = await pool.plan("gzip");
+    const expected = blocks.map((block) => sha256Digest(here.wasm().compress(block, plan.level)));
+    const members = await Promise.all(
+      blocks.map((block) => pool.compress(block.slice(), "gzip", plan.level, plan.engine)),
+    );
+    assert.deepEqual(members.map(sha256Digest), expected);
+  });
+
+  it("libdeflate-wasm: the same ratio as native libdeflate at level 1, other bytes, another cache key", async () => {
+    const wasm = await compressWith(poolOf("libdeflate-wasm"));
+    const native = await compressWith(poolOf("libdeflate"));
+    assert.equal(wasm.plan.level, 1);
+    assert.ok(Math.abs(wasm.bytes.byteLength / native.bytes.byteLength - 1) < 0.05);
+    assert.notEqual(wasm.plan.settings, native.plan.settings);
+  });
+
   it("refuses an unknown engine and a level that is not a whole number 1–9, clearly", async () => {
     assert.throws(
       () => new GzipEngines("ISAL" as GzipEngine),
-      /unknown gzip engine "ISAL": use one of auto, isal, libdeflate, zlib/,
+      /unknown gzip engine "ISAL": use one of auto, isal, libdeflate, libdeflate-wasm, zlib/,
     );
     for (const level of [2.5, 0, 15]) {
       const engines = new GzipEngines("auto");
@@ -134,7 +162,7 @@ describe("gzip engines", () => {
     }
   });
 
-  it("Deno without --allow-ffi: auto falls back to zlib; a named native engine is a clear error", async () => {
+  it("Deno without --allow-ffi: auto takes libdeflate-wasm; a named native engine is a clear error", async () => {
     await withTempDir(async (dir) => {
       const module = fileURLToPath(new URL("../lib/copy/native_gzip.ts", import.meta.url));
       const script = join(dir, "choose.ts");
@@ -148,7 +176,7 @@ console.log(JSON.stringify({ auto: auto.engine, named }));`,
       );
       const result = await run("deno", ["run", "--allow-read", "--no-prompt", script]);
       const { auto, named } = JSON.parse(result.stdout);
-      assert.equal(auto, "zlib");
+      assert.equal(auto, "libdeflate-wasm");
       assert.match(
         named,
         /gzip engine libdeflate cannot run: libdeflate: libdeflate\.so\.0 did not load \(not installed, or Deno lacks --allow-ffi\)/,

@@ -41,7 +41,8 @@ resending what it had. Chunked uploads cost about a third of the speed on a fast
 network, so this is for big layers over slow or flaky links. Ctrl-C (SIGINT) cancels.
 
 gzip runs on the fastest engine that loads: the system's ISA-L (libisal.so.2), else
-libdeflate (libdeflate.so.0), else zlib. Under Deno the native ones need --allow-ffi.
+libdeflate (libdeflate.so.0), else libdeflate built as WebAssembly (libdeflate-wasm,
+always there). Under Deno the native ones need --allow-ffi.
 
 Options:
   --input PATH                 archive or layout to read (default: the local store)
@@ -49,7 +50,7 @@ Options:
   --compression gzip|zstd      compression of uncompressed layers (default gzip)
   --compression-level N        gzip 1-9 (ISA-L 1-3; default: the engine's own), zstd 1-19
                                (default 3)
-  --gzip-engine auto|isal|libdeflate|zlib
+  --gzip-engine auto|isal|libdeflate|libdeflate-wasm|zlib
                                what compresses gzip (default auto: the first that runs)
   --concurrency N              layers at once, 1-32 (default 3)
   --upload-mode auto|streaming|chunked|monolithic

@@ -4,6 +4,9 @@
  * (./libdeflate.ts). Both write into memory the caller gives, reused from block to block;
  * each member is then copied into memory of its own size ({@linkcode gzipMember}).
  *
+ * {@linkcode GzipEngines} picks the engine of a push among those and the two that always
+ * run: libdeflate built as WebAssembly (./wasm_gzip.ts) and zlib.
+ *
  * @module
  */
 
@@ -13,6 +16,7 @@ import zlib from "node:zlib";
 import { ImagesError } from "../errors.ts";
 import { ISAL_NAMES, openIsal } from "./isal.ts";
 import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
+import { libdeflateWasmModule, openWasmGzip, type WasmGzip } from "./wasm_gzip.ts";
 
 /** gzip compression into caller memory, on a native library. */
 export interface NativeGzip {
@@ -101,24 +105,46 @@ export async function gzipMemberAsync(
   return scratch.bytes.slice(0, written);
 }
 
-/** What compresses gzip blocks: a native library, or zlib (`node:zlib`). */
-export type GzipEngine = "isal" | "libdeflate" | "zlib";
+/**
+ * What compresses gzip blocks: a native library, libdeflate built as WebAssembly
+ * (./wasm_gzip.ts), or zlib (`node:zlib`).
+ */
+export type GzipEngine = "isal" | "libdeflate" | "libdeflate-wasm" | "zlib";
 
-/** An engine, or `auto`: the fastest that loads and proves sound (ISA-L, libdeflate, zlib). */
+/**
+ * An engine, or `auto`: the fastest that loads and proves sound (ISA-L, libdeflate,
+ * libdeflate as WebAssembly, zlib).
+ */
 export type GzipEngineChoice = "auto" | GzipEngine;
 
 /** Every {@linkcode GzipEngineChoice}, for validating input. */
-export const GZIP_ENGINE_CHOICES: readonly string[] = ["auto", "isal", "libdeflate", "zlib"];
+export const GZIP_ENGINE_CHOICES: readonly string[] = [
+  "auto",
+  "isal",
+  "libdeflate",
+  "libdeflate-wasm",
+  "zlib",
+];
+
+/** The engines loaded through FFI. */
+type NativeEngine = "isal" | "libdeflate";
+
+/** Whether `engine` is a native library loaded through FFI. */
+export function isNativeEngine(engine: GzipEngine): engine is NativeEngine {
+  return engine === "isal" || engine === "libdeflate";
+}
 
 /**
  * Default level of each engine, chosen by measurement on the benchmark's software-like
  * layers in 1 MiB blocks, one core (bench/README.md): ISA-L level 3 makes 527 MiB/s at
  * ratio 0.402, libdeflate level 1 273 MiB/s at 0.403, zlib level 2 179 MiB/s at 0.414
- * (zlib level 6: 85 MiB/s at 0.402).
+ * (zlib level 6: 85 MiB/s at 0.402). libdeflate as WebAssembly at level 1 makes about
+ * 150 MiB/s at 0.407 in 512 KiB blocks; its level 2 only 80–100.
  */
 export const GZIP_DEFAULT_LEVEL: Record<GzipEngine, number> = {
   isal: 3,
   libdeflate: 1,
+  "libdeflate-wasm": 1,
   zlib: 2,
 };
 
@@ -131,7 +157,7 @@ export interface ChosenGzip {
 }
 
 /** Where each native library is looked for. */
-const LIBRARY_NAMES: Record<"isal" | "libdeflate", readonly string[]> = {
+const LIBRARY_NAMES: Record<NativeEngine, readonly string[]> = {
   isal: ISAL_NAMES,
   libdeflate: LIBDEFLATE_NAMES,
 };
@@ -157,6 +183,8 @@ export class GzipEngines {
   readonly #loading = new Map<string, Promise<NativeGzip | undefined>>();
   readonly #loaded = new Map<string, NativeGzip>();
   readonly #fingerprints = new Map<string, string>();
+  #wasm?: WasmGzip;
+  #wasmModule?: WebAssembly.Module;
 
   /** @param choice the engine to use, or `auto` (default). */
   constructor(choice: GzipEngineChoice = "auto") {
@@ -173,10 +201,11 @@ export class GzipEngines {
 
   /**
    * Picks the engine: the one chosen, or with `auto` the first of ISA-L (only at its
-   * default level: its scale is 0–3), libdeflate, zlib that loads and round-trips a
-   * sample. `level` (a whole number 1–9; ISA-L has only 1–3) applies to whichever runs;
-   * without it, the engine's own default. A named native engine that cannot run, or
-   * cannot run at `level`, is an error.
+   * default level: its scale is 0–3), libdeflate, libdeflate as WebAssembly (only at its
+   * default level: its higher levels are slower than zlib's), zlib that loads and
+   * round-trips a sample. `level` (a whole number 1–9; ISA-L has only 1–3) applies to
+   * whichever runs; without it, the engine's own default. A named engine that cannot run,
+   * or cannot run at `level`, is an error.
    */
   async choose(level?: number): Promise<ChosenGzip> {
     if (level !== undefined && !(Number.isInteger(level) && level >= 1 && level <= 9)) {
@@ -188,13 +217,28 @@ export class GzipEngines {
     const candidates: GzipEngine[] = this.#choice !== "auto"
       ? [this.#choice]
       : level === undefined
-      ? ["isal", "libdeflate", "zlib"]
+      ? ["isal", "libdeflate", "libdeflate-wasm", "zlib"]
       : ["libdeflate", "zlib"];
     const problems: string[] = [];
     for (const engine of candidates) {
       const used = level ?? GZIP_DEFAULT_LEVEL[engine];
       if (engine === "zlib") {
         return { engine, level: used, fingerprint: `zlib-${process.versions.zlib}` };
+      }
+      if (engine === "libdeflate-wasm") {
+        try {
+          this.#wasmModule ??= await libdeflateWasmModule();
+          const wasm = this.wasm();
+          const fingerprint = this.#fingerprint(
+            engine,
+            used,
+            (sample) => wasm.compress(sample, used).slice(),
+          );
+          return { engine, level: used, fingerprint };
+        } catch (error) {
+          problems.push(`${engine}: ${(error as Error).message}`);
+          continue;
+        }
       }
       const native = await this.#load(engine);
       if (!native) {
@@ -206,7 +250,12 @@ export class GzipEngines {
         continue;
       }
       try {
-        return { engine, level: used, fingerprint: this.#fingerprint(native, used) };
+        const fingerprint = this.#fingerprint(
+          native.name,
+          used,
+          (sample) => gzipMember(native, sample, used, {}),
+        );
+        return { engine, level: used, fingerprint };
       } catch (error) {
         problems.push(`${engine}: ${(error as Error).message}`);
       }
@@ -215,6 +264,22 @@ export class GzipEngines {
       `gzip engine ${this.#choice} cannot run: ${problems.join("; ")}`,
       "COMPRESSION_UNAVAILABLE",
     );
+  }
+
+  /**
+   * libdeflate as WebAssembly on this thread, instantiated on first use, once
+   * {@linkcode GzipEngines.choose} picked it (it loads the module).
+   */
+  wasm(): WasmGzip {
+    const module = this.wasmModule();
+    if (!module) throw new Error("libdeflate-wasm is not loaded: choose it first");
+    this.#wasm ??= openWasmGzip(module);
+    return this.#wasm;
+  }
+
+  /** libdeflate's compiled WebAssembly module, once {@linkcode GzipEngines.choose} picked it. */
+  wasmModule(): WebAssembly.Module | undefined {
+    return this.#wasmModule;
   }
 
   /** The loaded native library of `engine`, once {@linkcode GzipEngines.choose} picked it. */
@@ -230,7 +295,7 @@ export class GzipEngines {
     this.#fingerprints.clear();
   }
 
-  async #load(engine: "isal" | "libdeflate"): Promise<NativeGzip | undefined> {
+  async #load(engine: NativeEngine): Promise<NativeGzip | undefined> {
     let loading = this.#loading.get(engine);
     if (!loading) {
       loading = OPENERS[engine](LIBRARY_NAMES[engine]);
@@ -247,23 +312,23 @@ export class GzipEngines {
   }
 
   /**
-   * Compresses a fixed sample and reads it back with zlib: proves the library sound (an
-   * ISA-L of another ABI would fail here) and names what it makes, so versions that
-   * compress differently never share a cache entry, whatever file they came from.
+   * Compresses a fixed sample with `member` and reads it back with zlib: proves the engine
+   * sound (an ISA-L of another ABI would fail here) and names what it makes, so versions
+   * that compress differently never share a cache entry, whatever file they came from.
    */
-  #fingerprint(native: NativeGzip, level: number): string {
-    const key = `${native.name}-${level}`;
+  #fingerprint(name: string, level: number, member: (sample: Uint8Array) => Uint8Array): string {
+    const key = `${name}-${level}`;
     let known = this.#fingerprints.get(key);
     if (!known) {
       const sample = new TextEncoder().encode(
         Array.from({ length: 3000 }, (_, i) => `${(i * 7919) % 1013} layer ${i % 17}\n`).join(""),
       );
-      const member = gzipMember(native, sample, level, {});
-      const back = new Uint8Array(zlib.gunzipSync(member));
+      const packed = member(sample);
+      const back = new Uint8Array(zlib.gunzipSync(packed));
       if (back.length !== sample.length || !back.every((byte, i) => byte === sample[i])) {
         throw new Error("its output does not read back as the input");
       }
-      known = `${native.name}-${createHash("sha256").update(member).digest("hex").slice(0, 16)}`;
+      known = `${name}-${createHash("sha256").update(packed).digest("hex").slice(0, 16)}`;
       this.#fingerprints.set(key, known);
     }
     return known;
