@@ -7,8 +7,10 @@
 import { Buffer } from "node:buffer";
 import process from "node:process";
 import { ImagesError } from "../errors.ts";
+import { printable } from "../printable.ts";
 import { Images } from "../images.ts";
 import type { LayerCompression } from "../copy/compress.ts";
+import { mapConcurrent } from "../copy/pool.ts";
 import { GZIP_ENGINE_CHOICES, type GzipEngineChoice } from "../copy/native_gzip.ts";
 import { parsePlatform } from "../oci/manifest.ts";
 import type { RemoteImage } from "../reference.ts";
@@ -81,7 +83,8 @@ export async function runCommand(
       expectArgs(line, 1, 1, "IMAGE");
       const tagged = await images.tags(remote(line.args[0], "deny"));
       const long = line.options.long === true;
-      const sizes = long ? await Promise.all(tagged.map((t) => images.size(t))) : [];
+      // A few lookups at a time: one per tag at once would open thousands of requests.
+      const sizes = long ? await mapConcurrent(tagged, 8, (t) => images.size(t), signal) : [];
       if (line.json) {
         print(tagged.map((t, i) => ({ image: t.toString(), tag: t.tag, size: sizes[i] })), "");
       } else {
@@ -210,7 +213,13 @@ async function openImages(line: CommandLine): Promise<Images> {
     concurrency: intOption(line, "concurrency", 1, 32),
     resumableUploads: line.options.resumable === true,
     gzipEngine: gzipEngine as GzipEngineChoice | undefined,
-    log: line.debug ? (l) => process.stderr.write(`debug: ${l}\n`) : undefined,
+    ...(line.stallTimeoutSeconds !== undefined
+      ? {
+        connectTimeoutMs: line.stallTimeoutSeconds * 1000,
+        stallTimeoutMs: line.stallTimeoutSeconds * 1000,
+      }
+      : {}),
+    log: line.debug ? (l) => process.stderr.write(`debug: ${printable(l, 4000)}\n`) : undefined,
   });
 }
 

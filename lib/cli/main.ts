@@ -15,6 +15,7 @@
 
 import process from "node:process";
 import { ImagesError } from "../errors.ts";
+import { printable } from "../printable.ts";
 import { runCommand } from "./commands.ts";
 import { COMMAND_HELP, MAIN_HELP } from "./help.ts";
 import { parseCommandLine, UsageError } from "./options.ts";
@@ -52,9 +53,18 @@ export async function main(args: string[]): Promise<number> {
     if (!resumable) abort.abort(new ImagesError("terminated", "ABORTED"));
   };
   process.on("SIGTERM", onTerminate);
+  let deadline: ReturnType<typeof setTimeout> | undefined;
+  let timedOut = "";
   try {
     const line = parseCommandLine(args, process.env);
     debug = line.debug;
+    if (line.timeoutSeconds !== undefined) {
+      const ms = Math.round(line.timeoutSeconds * 1000);
+      deadline = setTimeout(() => {
+        timedOut = `timed out after ${line.timeoutSeconds} s (--timeout)`;
+        abort.abort(new ImagesError(timedOut, "TIMEOUT"));
+      }, ms);
+    }
     resumable = line.command === "push" && line.options.resumable === true;
     if (line.help) {
       process.stdout.write((line.command ? COMMAND_HELP[line.command] : MAIN_HELP) + "\n");
@@ -86,6 +96,10 @@ export async function main(args: string[]): Promise<number> {
       );
       return EXIT_TERMINATED;
     }
+    if (timedOut && !interrupts) {
+      process.stderr.write(`apolo-images: ${timedOut}; nothing was left half-written\n`);
+      return 1;
+    }
     if (abort.signal.aborted) {
       process.stderr.write("apolo-images: interrupted; nothing was left half-written\n");
       return suspend.signal.aborted ? EXIT_TERMINATED : EXIT_ABORTED;
@@ -96,11 +110,15 @@ export async function main(args: string[]): Promise<number> {
     }
     const message = error instanceof Error ? error.message : String(error);
     const known = error instanceof ImagesError;
-    process.stderr.write(`apolo-images: ${known ? "" : "unexpected error: "}${message}\n`);
+    // One line, whatever a registry put in the message (escape sequences, newlines).
+    process.stderr.write(
+      `apolo-images: ${known ? "" : "unexpected error: "}${printable(message, 4000)}\n`,
+    );
     if (debug && error instanceof Error && error.stack) process.stderr.write(error.stack + "\n");
     else if (!known) process.stderr.write("(run with --debug for details)\n");
     return 1;
   } finally {
+    clearTimeout(deadline);
     process.off("SIGINT", onInterrupt);
     process.off("SIGTERM", onTerminate);
   }

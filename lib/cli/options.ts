@@ -38,6 +38,8 @@ const GLOBAL_OPTIONS = {
   quiet: { type: "boolean", short: "q" },
   json: { type: "boolean" },
   debug: { type: "boolean" },
+  timeout: { type: "string" },
+  "stall-timeout": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -101,6 +103,10 @@ export interface CommandLine {
   json: boolean;
   /** Stack traces and request logs. */
   debug: boolean;
+  /** Overall deadline of the command, seconds. */
+  timeoutSeconds?: number;
+  /** Longest silence of the network in one request, seconds. */
+  stallTimeoutSeconds?: number;
   /** Show help and stop. */
   help: boolean;
 }
@@ -211,8 +217,24 @@ export function parseCommandLine(
     progress: progress as ProgressMode | "auto",
     json: values.json === true,
     debug: values.debug === true,
+    timeoutSeconds: seconds(values.timeout, "timeout", command),
+    stallTimeoutSeconds: seconds(values["stall-timeout"], "stall-timeout", command),
     help: values.help === true || command === undefined,
   };
+}
+
+/** A positive number of seconds (fractions allowed), or undefined when not given. */
+function seconds(
+  value: string | boolean | undefined,
+  name: string,
+  command: string | undefined,
+): number | undefined {
+  if (typeof value !== "string") return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0 || n > 7 * 24 * 3600) {
+    throw new UsageError(`--${name} must be a number of seconds above 0`, command);
+  }
+  return n;
 }
 
 function str(value: string | boolean | undefined): string | undefined {

@@ -21,6 +21,7 @@ import {
 } from "../oci/manifest.ts";
 import { layerMediaType, MediaType } from "../oci/media_types.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
+import { printableList } from "../printable.ts";
 import type { BlobCache } from "./blob_cache.ts";
 import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
 import {
@@ -190,7 +191,7 @@ class Copier {
       throw new NotFoundError(
         `${this.#source.location}: no image for platform ${
           formatPlatform(wanted)
-        }; the index holds ${held.join(", ") || "nothing"}`,
+        }; the index holds ${printableList(held) || "nothing"}`,
       );
     }
     return await this.#copyChild(child, name);

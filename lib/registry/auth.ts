@@ -330,6 +330,7 @@ export class Authenticator {
         url: realm,
         headers: { "content-type": "application/x-www-form-urlencoded; charset=utf-8" },
         body,
+        secretBody: true,
       },
       operation,
       signal,
@@ -354,7 +355,13 @@ export class Authenticator {
   }
 
   async #send(
-    req: { method: string; url: URL; headers: Record<string, string>; body?: Uint8Array },
+    req: {
+      method: string;
+      url: URL;
+      headers: Record<string, string>;
+      body?: Uint8Array;
+      secretBody?: boolean;
+    },
     operation: string,
     signal?: AbortSignal,
   ): Promise<HttpResponse> {

@@ -8,6 +8,7 @@
  */
 
 import { ImagesError, NotFoundError } from "../errors.ts";
+import { printable } from "../printable.ts";
 
 /**
  * One entry of a registry's `{"errors": [...]}` answer.
@@ -336,7 +337,7 @@ function concat(parts: Uint8Array[], total: number): Uint8Array {
 function describe(status: number, errors: OciErrorEntry[]): string {
   const first = errors[0];
   const detail = first
-    ? `${first.code}${first.message ? `: ${first.message}` : ""}`
+    ? printable(`${first.code}${first.message ? `: ${first.message}` : ""}`, 300)
     : STATUS_TEXT[status] ?? "error";
   return `${status} ${detail}`;
 }

@@ -45,7 +45,7 @@ export function locationOf(res: HttpResponse, operation: string): URL {
       "REGISTRY_PROTOCOL",
     );
   }
-  return resolveLocation(value, res.url);
+  return resolveLocation(value, res.url, operation);
 }
 
 /**
@@ -193,7 +193,7 @@ export async function sessionStatus(
   return {
     state: "open",
     offset: end ?? 0,
-    location: loc ? resolveLocation(loc, res.url) : location,
+    location: loc ? resolveLocation(loc, res.url, operation) : location,
   };
 }
 
