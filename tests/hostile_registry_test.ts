@@ -9,7 +9,7 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { runCli, type RunningCli, startCli } from "./helpers/cli.ts";
 import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
@@ -420,5 +420,50 @@ describe("a hostile registry, through the command line", () => {
         assert.equal(result.stdout.trim(), "image:app:good");
       });
     });
+  });
+
+  describe("leftovers of a run killed with SIGKILL are removed by the next run", () => {
+    const image = servedImage(new Uint8Array(256 * 1024).fill(3));
+    for (const kind of ["archive", "layout"] as const) {
+      it(`pull into ${kind === "archive" ? "an archive" : "a layout"}`, async () => {
+        let stall = true;
+        await withRegistry((_req, res, ctx) => {
+          const url = ctx.request.url;
+          if (url === "/v2/") return void res.end("{}");
+          if (url.includes("/manifests/")) {
+            res.writeHead(200, {
+              "content-type": MANIFEST_TYPE,
+              "docker-content-digest": image.manifestDigest,
+            });
+            return void res.end(image.manifest);
+          }
+          const blob = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(url);
+          const bytes = blob ? image.blobs.get(blob[1]) : undefined;
+          if (!bytes) return ociError(res, 404, "unknown");
+          if (stall && blob![1] === image.layerDigest) {
+            return stalledBody(res, {}, bytes, 64 * 1024);
+          }
+          res.writeHead(200, { "content-length": String(bytes.byteLength) });
+          res.end(bytes);
+        }, async (registry) => {
+          const parent = join(dir, `killed-${kind}`);
+          await mkdir(parent, { recursive: true });
+          const out = kind === "archive" ? join(parent, "out.tar") : join(parent, "layout") + "/";
+          const args = ["pull", "-q", "image:app:1", "--output", out];
+          const killed = startCli(["--stall-timeout", "600", ...args], env(registry));
+          await registry.arrived((r) => r.url.includes(image.layerDigest));
+          await new Promise((r) => setTimeout(r, 500));
+          killed.kill("SIGKILL");
+          await killed.done;
+          const temps = async () =>
+            (await readdir(parent, { recursive: true })).filter((p) => p.includes(".tmp-"));
+          assert.ok((await temps()).length > 0, "the killed run left temporary files");
+          stall = false;
+          const again = await runCli(args, env(registry));
+          assert.equal(again.code, 0, again.stderr);
+          assert.deepEqual(await temps(), []);
+        });
+      });
+    }
   });
 });

@@ -12,7 +12,6 @@
  * @module
  */
 
-import { randomBytes } from "node:crypto";
 import { basename, dirname } from "node:path";
 import {
   mkdir,
@@ -35,6 +34,7 @@ import { errorCode, fsProblem, readAt, writeAt } from "./file_io.ts";
 import { ImageSet } from "./image_set.ts";
 import { blobPath, indexEntryName, inEntry, jsonBytes, OCI_LAYOUT_BYTES } from "./layout_files.ts";
 import { sameImageName } from "./names.ts";
+import { removeDeadTemps, tempName } from "./temp_files.ts";
 import { referencedBlobs, withLayoutLock } from "./layout_lock.ts";
 
 /**
@@ -52,10 +52,6 @@ async function removeIfEmpty(dir: string): Promise<void> {
   } catch {
     // not empty, or gone: leave it
   }
-}
-
-function tempName(): string {
-  return `.tmp-${randomBytes(8).toString("hex")}`;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -107,6 +103,11 @@ export async function openOciLayoutDestination(dir: string): Promise<OciLayoutDe
     }
   }
   await checkBlobsDirectory(dir, created);
+  if (!created) {
+    // Blobs and index files a killed run left half-written.
+    await removeDeadTemps(join(dir, "blobs", "sha256"));
+    await removeDeadTemps(dir);
+  }
   return new OciLayoutDestination(dir, created);
 }
 

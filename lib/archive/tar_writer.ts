@@ -4,7 +4,7 @@
  * An entry whose size is known up front is *reserved*: its header is written at once
  * and it gets a slot with its own positional writer, so several downloads can stream
  * into their final place in the archive at the same time. Entries of unknown size are
- * spooled to a temporary file first. The archive is written to `<path>.tmp-<random>`
+ * spooled to a temporary file first. The archive is written to `<path>.tmp-<pid>-<random>`
  * and renamed onto `path` only by {@linkcode TarWriter.commit}; {@linkcode TarWriter.abort}
  * removes the temporary file and leaves any previous file in place.
  *
@@ -13,7 +13,9 @@
 
 import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, rm } from "node:fs/promises";
+import { basename, dirname } from "node:path";
 import { rangeStream, writeAt } from "./file_io.ts";
+import { removeDeadTemps, tempName } from "./temp_files.ts";
 import {
   BLOCK_SIZE,
   encodePaxRecords,
@@ -126,8 +128,8 @@ export class TarWriter {
   }
 
   /**
-   * Creates `<path>.tmp-<random>` and returns a writer for it; `path` is untouched
-   * until `commit`.
+   * Creates `<path>.tmp-<pid>-<random>` and returns a writer for it; `path` is untouched
+   * until `commit`. Temporary files of `path` that a killed run left are removed first.
    *
    * @example
    * ```ts
@@ -137,7 +139,9 @@ export class TarWriter {
    * ```
    */
   static async create(path: string, options: TarWriterOptions = {}): Promise<TarWriter> {
-    const tempPath = `${path}.tmp-${randomSuffix()}`;
+    // What a killed run left beside `path` goes first; the name tells the next run ours.
+    await removeDeadTemps(dirname(path), basename(path));
+    const tempPath = path + tempName();
     const handle = await open(tempPath, "wx", 0o644);
     return new TarWriter(path, tempPath, handle, options.mtime ?? 0);
   }
