@@ -12,7 +12,7 @@
  * @module
  */
 
-import { basename, dirname } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import {
   mkdir,
   open,
@@ -41,16 +41,36 @@ import { referencedBlobs, withLayoutLock } from "./layout_lock.ts";
  * Removes a layout directory this writer created, if nothing but its own empty
  * skeleton is left in it (another process may have written into it meanwhile).
  */
-async function removeIfEmpty(dir: string): Promise<void> {
+async function removeIfEmpty(dir: string): Promise<boolean> {
   try {
     await rmdir(join(dir, "blobs", "sha256"));
     await rmdir(join(dir, "blobs"));
     const left = await readdir(dir);
-    if (left.some((name) => name !== "oci-layout")) return;
+    if (left.some((name) => name !== "oci-layout")) return false;
     await rm(join(dir, "oci-layout"), { force: true });
     await rmdir(dir);
+    return true;
   } catch {
     // not empty, or gone: leave it
+    return false;
+  }
+}
+
+/**
+ * Removes the folders above `dir` up to `first` (the first one a recursive `mkdir`
+ * created), deepest first, as long as they are empty: a failed run leaves no folder
+ * it made. Another process's files in one of them stop it there.
+ */
+async function removeEmptyParents(dir: string, first: string | undefined): Promise<void> {
+  if (first === undefined) return;
+  const top = resolve(first);
+  for (let at = dirname(resolve(dir)); at.length >= top.length; at = dirname(at)) {
+    try {
+      await rmdir(at);
+    } catch {
+      return;
+    }
+    if (at === top) return;
   }
 }
 
@@ -77,6 +97,8 @@ async function exists(path: string): Promise<boolean> {
  */
 export async function openOciLayoutDestination(dir: string): Promise<OciLayoutDestination> {
   let created = false;
+  /** The first of the folders above `dir` this call created, if it created any. */
+  let parents: string | undefined;
   if (await exists(dir)) {
     const info = await stat(dir);
     if (!info.isDirectory()) throw new ArchiveError(dir, undefined, "is not a directory");
@@ -92,23 +114,30 @@ export async function openOciLayoutDestination(dir: string): Promise<OciLayoutDe
     // Create it with a plain mkdir: of two processes creating it at once, only one
     // owns it (and may remove it on abort). Its oci-layout goes in first, so the other
     // one sees a layout being made, not a directory of something else.
-    await mkdir(dirname(dir), { recursive: true });
+    parents = await mkdir(dirname(dir), { recursive: true });
     try {
       await mkdir(dir);
       created = true;
       await writeFile(join(dir, "oci-layout"), OCI_LAYOUT_BYTES, { flag: "wx" });
     } catch (e) {
       if (created) await rm(dir, { recursive: true, force: true });
+      await removeEmptyParents(dir, parents);
       if (errorCode(e) !== "EEXIST" || created) throw e;
+      parents = undefined;
     }
   }
-  await checkBlobsDirectory(dir, created);
+  try {
+    await checkBlobsDirectory(dir, created);
+  } catch (e) {
+    if (created) await removeEmptyParents(dir, parents);
+    throw e;
+  }
   if (!created) {
     // Blobs and index files a killed run left half-written.
     await removeDeadTemps(join(dir, "blobs", "sha256"));
     await removeDeadTemps(dir);
   }
-  return new OciLayoutDestination(dir, created);
+  return new OciLayoutDestination(dir, created, created ? parents : undefined);
 }
 
 /**
@@ -157,15 +186,17 @@ export class OciLayoutDestination implements ImageDestination {
   /** The layout directory. */
   readonly location: string;
   #created: boolean;
+  #parents?: string;
   #added: string[] = [];
   #temps = new Set<string>();
   #images: ImageSet;
   #state: "open" | "committed" | "aborted" = "open";
 
   /** Use {@linkcode openOciLayoutDestination}. */
-  constructor(dir: string, created: boolean) {
+  constructor(dir: string, created: boolean, parents?: string) {
     this.location = dir;
     this.#created = created;
+    this.#parents = parents;
     this.#images = new ImageSet(dir);
   }
 
@@ -414,6 +445,8 @@ export class OciLayoutDestination implements ImageDestination {
         }
       }).catch(() => {});
     }
-    if (this.#created) await removeIfEmpty(this.location);
+    if (this.#created && await removeIfEmpty(this.location)) {
+      await removeEmptyParents(this.location, this.#parents);
+    }
   }
 }

@@ -84,7 +84,7 @@ export async function runCommand(
       const tagged = await images.tags(remote(line.args[0], "deny"));
       const long = line.options.long === true;
       // A few lookups at a time: one per tag at once would open thousands of requests.
-      const sizes = long ? await mapConcurrent(tagged, 8, (t) => images.size(t), signal) : [];
+      const sizes = long ? await mapConcurrent(tagged, 16, (t) => images.size(t), signal) : [];
       if (line.json) {
         print(tagged.map((t, i) => ({ image: t.toString(), tag: t.tag, size: sizes[i] })), "");
       } else {
