@@ -249,6 +249,34 @@ describe("a hostile registry, through the command line", () => {
       });
     }
 
+    it("a token service stalling, or answering 2 MiB, fails with a message saying so", async () => {
+      for (const answer of ["stall", "huge"] as const) {
+        await withRegistry((_req, res, ctx) => {
+          if (ctx.request.url.startsWith("/token")) {
+            const body = new TextEncoder().encode(`{"token":"${"t".repeat(2 << 20)}"}`);
+            if (answer === "stall") {
+              return stalledBody(res, { "content-type": "application/json" }, body);
+            }
+            res.writeHead(200, { "content-type": "application/json" });
+            return void res.end(body);
+          }
+          bearerChallenge(res, `${ctx.a}/token`);
+        }, async (registry) => {
+          const cli = startCli(
+            ["--stall-timeout", "1", "size", "image:app:1"],
+            env(registry, true),
+          );
+          const result = await ended(cli);
+          assert.equal(result.code, 1, result.stderr);
+          assert.match(
+            result.stderr,
+            answer === "stall" ? /stalled for 1 s/ : /the token service's answer is over 1 MiB/,
+          );
+          assertOneCleanLine(result.stderr);
+        });
+      }
+    });
+
     it("--timeout ends a run whose body trickles without stalling", async () => {
       await withRegistry(stalling("blob"), async (registry) => {
         const out = join(dir, "deadline.tar");

@@ -273,11 +273,20 @@ export class Authenticator {
         errors,
       });
     }
+    const text = await res.text(1 << 20).catch((e) => {
+      if (e instanceof ImagesError && e.code === "MANIFEST_TOO_LARGE") {
+        throw new RegistryError(`${operation}: the token service's answer is over 1 MiB`);
+      }
+      throw e;
+    });
     let doc: Record<string, unknown>;
     try {
-      doc = JSON.parse(await res.text(1 << 20));
+      doc = JSON.parse(text);
     } catch {
       throw new RegistryError(`${operation}: the token service's answer is not JSON`);
+    }
+    if (typeof doc !== "object" || doc === null) {
+      throw new RegistryError(`${operation}: the token service's answer is not a JSON object`);
     }
     const token = typeof doc.token === "string" && doc.token !== ""
       ? doc.token
