@@ -450,6 +450,35 @@ describe("a hostile registry, through the command line", () => {
     });
   });
 
+  it("a layer declared as 1 TiB fails before any room is made for it", async () => {
+    const image = servedImage(new Uint8Array(4096).fill(5));
+    const doc = JSON.parse(new TextDecoder().decode(image.manifest));
+    doc.layers[0].size = 2 ** 40;
+    const manifest = new TextEncoder().encode(JSON.stringify(doc));
+    await withRegistry((_req, res, ctx) => {
+      const url = ctx.request.url;
+      if (url === "/v2/") return void res.end("{}");
+      if (url.includes("/manifests/")) {
+        res.writeHead(200, {
+          "content-type": MANIFEST_TYPE,
+          "docker-content-digest": sha256(manifest),
+        });
+        return void res.end(manifest);
+      }
+      const blob = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(url);
+      const bytes = blob ? image.blobs.get(blob[1]) : undefined;
+      if (!bytes) return ociError(res, 404, "unknown");
+      res.writeHead(200, { "content-length": String(bytes.byteLength) });
+      res.end(bytes);
+    }, async (registry) => {
+      const out = join(dir, "tebibyte.tar");
+      const result = await runCli(["pull", "-q", "image:app:1", "--output", out], env(registry));
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, /declared as 1099511627776 bytes.*more than the \d+ bytes free/);
+      assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith("tebibyte")), []);
+    });
+  });
+
   it("a failed pull into a new nested folder leaves no folder behind", async () => {
     const image = servedImage(new Uint8Array(4096).fill(5));
     await withRegistry((_req, res, ctx) => {

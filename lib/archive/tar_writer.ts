@@ -12,7 +12,8 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, rm } from "node:fs/promises";
+import { type FileHandle, open, rename, rm, statfs } from "node:fs/promises";
+import { ImagesError } from "../errors.ts";
 import { basename, dirname } from "node:path";
 import { rangeStream, writeAt } from "./file_io.ts";
 import { removeDeadTemps, tempName } from "./temp_files.ts";
@@ -70,6 +71,9 @@ export interface SpooledFile {
   /** Removes the spool file without appending it. */
   discard(): Promise<void>;
 }
+
+/** Reservations from this size on are weighed against the free space first. */
+const SPACE_CHECK_BYTES = 64 * 1024 * 1024;
 
 function randomSuffix(): string {
   return randomBytes(6).toString("hex");
@@ -146,6 +150,30 @@ export class TarWriter {
     return new TarWriter(path, tempPath, handle, options.mtime ?? 0);
   }
 
+  /**
+   * Refuses a reservation the file system cannot hold: a declared size (a manifest's
+   * word) is weighed against the free space before any room is made for it, so a
+   * hostile 1 TiB layer fails at once instead of after a sparse 1 TiB file was made.
+   */
+  async #checkSpace(name: string, size: number): Promise<void> {
+    let free: number;
+    try {
+      const fs = await statfs(dirname(this.tempPath));
+      free = Number(fs.bavail) * Number(fs.bsize);
+    } catch {
+      return; // cannot tell: the writes will say
+    }
+    let owed = size;
+    for (const slot of this.#pending) owed += slot.size - slot.written;
+    if (owed > free) {
+      throw new ImagesError(
+        `writing ${this.path}: ${name} is declared as ${size} bytes; with the entries still ` +
+          `to come that is ${owed} bytes, more than the ${free} bytes free`,
+        "NO_SPACE",
+      );
+    }
+  }
+
   /** Bytes the archive holds so far, reserved space included. */
   get position(): number {
     return this.#position;
@@ -211,6 +239,7 @@ export class TarWriter {
    */
   async reserve(name: string, size: number, options: TarEntryOptions = {}): Promise<TarSlot> {
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid size ${size}`);
+    if (size >= SPACE_CHECK_BYTES) await this.#checkSpace(name, size);
     const dataOffset = await this.#place({
       name: entryName(name),
       size,
