@@ -479,6 +479,70 @@ describe("a hostile registry, through the command line", () => {
     });
   });
 
+  it("indexes nested 3 deep are pulled for the platform; deeper ones fail clearly", async () => {
+    const image = servedImage(new Uint8Array(4096).fill(6));
+    const INDEX = "application/vnd.oci.image.index.v1+json";
+    /** Wraps `inner` (a manifest or an index) in `levels` indexes; returns the top. */
+    const nest = (levels: number) => {
+      const docs = new Map<string, { bytes: Uint8Array; type: string }>();
+      docs.set(image.manifestDigest, { bytes: image.manifest, type: MANIFEST_TYPE });
+      let top = {
+        digest: image.manifestDigest,
+        size: image.manifest.byteLength,
+        type: MANIFEST_TYPE,
+      };
+      for (let i = 0; i < levels; i++) {
+        const bytes = new TextEncoder().encode(JSON.stringify({
+          schemaVersion: 2,
+          mediaType: INDEX,
+          manifests: [{
+            mediaType: top.type,
+            digest: top.digest,
+            size: top.size,
+            platform: { os: "linux", architecture: "amd64" },
+          }],
+        }));
+        top = { digest: sha256(bytes), size: bytes.byteLength, type: INDEX };
+        docs.set(top.digest, { bytes, type: INDEX });
+      }
+      return { docs, top };
+    };
+    for (const levels of [3, 5]) {
+      const { docs, top } = nest(levels);
+      await withRegistry((_req, res, ctx) => {
+        const url = ctx.request.url;
+        if (url === "/v2/") return void res.end("{}");
+        const ref = /\/manifests\/(.+)$/.exec(url)?.[1];
+        if (ref) {
+          const doc = docs.get(ref === "1" ? top.digest : ref);
+          if (!doc) return ociError(res, 404, "unknown");
+          res.writeHead(200, {
+            "content-type": doc.type,
+            "docker-content-digest": sha256(doc.bytes),
+          });
+          return void res.end(doc.bytes);
+        }
+        const blob = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(url);
+        const bytes = blob ? image.blobs.get(blob[1]) : undefined;
+        if (!bytes) return ociError(res, 404, "unknown");
+        res.writeHead(200, { "content-length": String(bytes.byteLength) });
+        res.end(bytes);
+      }, async (registry) => {
+        const out = join(dir, `nested-${levels}.tar`);
+        const result = await runCli(
+          ["pull", "-q", "--platform", "linux/amd64", "image:app:1", "--output", out],
+          env(registry),
+        );
+        if (levels === 3) {
+          assert.equal(result.code, 0, result.stderr);
+        } else {
+          assert.equal(result.code, 1, result.stderr);
+          assert.match(result.stderr, /indexes nested more than 3 deep/);
+        }
+      });
+    }
+  });
+
   it("a failed pull into a new nested folder leaves no folder behind", async () => {
     const image = servedImage(new Uint8Array(4096).fill(5));
     await withRegistry((_req, res, ctx) => {
