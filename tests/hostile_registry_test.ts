@@ -543,6 +543,35 @@ describe("a hostile registry, through the command line", () => {
     }
   });
 
+  it("a layout blob of the right size but other content is not trusted", async () => {
+    const image = servedImage(new Uint8Array(8192).fill(4));
+    await withRegistry((_req, res, ctx) => {
+      const url = ctx.request.url;
+      if (url === "/v2/") return void res.end("{}");
+      if (url.includes("/manifests/")) {
+        res.writeHead(200, {
+          "content-type": MANIFEST_TYPE,
+          "docker-content-digest": image.manifestDigest,
+        });
+        return void res.end(image.manifest);
+      }
+      const blob = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(url);
+      const bytes = blob ? image.blobs.get(blob[1]) : undefined;
+      if (!bytes) return ociError(res, 404, "unknown");
+      res.writeHead(200, { "content-length": String(bytes.byteLength) });
+      res.end(bytes);
+    }, async (registry) => {
+      const layout = join(dir, "planted");
+      const args = ["pull", "-q", "image:app:1", "--output", layout + "/"];
+      assert.equal((await runCli(args, env(registry))).code, 0);
+      const blobFile = join(layout, "blobs", "sha256", image.layerDigest.slice(7));
+      await writeFile(blobFile, new Uint8Array(8192).fill(0x66));
+      const again = await runCli(args, env(registry));
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(sha256(new Uint8Array(await readFile(blobFile))), image.layerDigest);
+    });
+  });
+
   it("a failed pull into a new nested folder leaves no folder behind", async () => {
     const image = servedImage(new Uint8Array(4096).fill(5));
     await withRegistry((_req, res, ctx) => {

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { basename, dirname, resolve } from "node:path";
 import {
   mkdir,
@@ -30,7 +31,7 @@ import type { BlobInfo, ImageDestination, TransferOptions } from "../copy/ends.t
 import { checkDigest, DigestCounter, vouchedDigest } from "../oci/digest.ts";
 import { type Descriptor, MAX_MANIFEST_BYTES, parseManifest } from "../oci/manifest.ts";
 import { MediaType } from "../oci/media_types.ts";
-import { errorCode, fsProblem, readAt, writeAt } from "./file_io.ts";
+import { errorCode, fsProblem, rangeStream, readAt, writeAt } from "./file_io.ts";
 import { ImageSet } from "./image_set.ts";
 import { blobPath, indexEntryName, inEntry, jsonBytes, OCI_LAYOUT_BYTES } from "./layout_files.ts";
 import { sameImageName } from "./names.ts";
@@ -71,6 +72,23 @@ async function removeEmptyParents(dir: string, first: string | undefined): Promi
       return;
     }
     if (at === top) return;
+  }
+}
+
+/** `sha256:<hex>` of a file's first `size` bytes, read a chunk at a time. */
+async function fileDigest(path: string, size: number): Promise<string> {
+  const handle = await open(path, "r");
+  try {
+    const hash = createHash("sha256");
+    const reader = rangeStream(handle, 0, size).getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      hash.update(value);
+    }
+    return `sha256:${hash.digest("hex")}`;
+  } finally {
+    await handle.close();
   }
 }
 
@@ -219,9 +237,13 @@ export class OciLayoutDestination implements ImageDestination {
    */
   async hasBlob(descriptor: Descriptor): Promise<boolean> {
     checkDigest(descriptor.digest, `blob for ${this.location}`);
+    const path = join(this.location, blobPath(descriptor.digest));
     try {
-      const info = await stat(join(this.location, blobPath(descriptor.digest)));
-      return info.isFile() && info.size === descriptor.size;
+      const info = await stat(path);
+      if (!info.isFile() || info.size !== descriptor.size) return false;
+      // The right size is not the right content (a damaged or planted file): it is
+      // hashed again before being relied on, as a downloaded blob is hashed anyway.
+      return await fileDigest(path, info.size) === descriptor.digest;
     } catch (e) {
       if (errorCode(e) === "ENOENT") return false;
       throw e;
@@ -291,10 +313,12 @@ export class OciLayoutDestination implements ImageDestination {
         throw new DigestMismatchError(what, info.digest, digest);
       }
       const final = join(this.location, blobPath(digest));
-      if (!(await exists(final))) {
-        await rename(temp, final);
-        this.#added.push(final);
-      }
+      // Renamed over what is there, if anything: a file of other content under this
+      // name (hasBlob said no) is replaced; one of the same content, written meanwhile
+      // by another process, is replaced by equal bytes.
+      const existed = await exists(final);
+      await rename(temp, final);
+      if (!existed) this.#added.push(final);
       return { mediaType: info.mediaType, digest, size: counter.size };
     } finally {
       await handle.close().catch(() => {});
