@@ -1,35 +1,61 @@
 /**
- * Temporary files named for the process that writes them (`<name>.tmp-<pid>-<random>`),
- * so that a run killed before it could clean up (SIGKILL, a power cut) leaves files the
- * next run on the same output recognises: their process is gone, and they are removed.
- * Files of a process still running (another pull into the same layout) are left alone.
+ * Temporary files named for the process that writes them
+ * (`<name>.tmp-<pid>-<host>-<random>`), so that a run killed before it could clean up
+ * (SIGKILL, a power cut) leaves files the next run on the same output recognises: their
+ * process is gone (or they were untouched for an hour), and they are removed. Files of
+ * a process still running (another pull into the same layout) are left alone.
  *
  * @module
  */
 
-import { randomBytes } from "node:crypto";
-import { readdir, rm } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { readdir, rm, stat } from "node:fs/promises";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 
+/** Temporary files untouched this long are taken as abandoned whoever wrote them. */
+export const TEMP_STALE_MS = 60 * 60 * 1000;
+
+let host: string | undefined;
+
 /**
- * A temporary name for `name` in the same folder: `<name>.tmp-<pid>-<random>` (just
- * `.tmp-<pid>-<random>` for an empty `name`).
+ * This host, shortly (8 hex digits): a pid only means something on the host that gave
+ * it. `00000000` when the name cannot be read (Deno without `--allow-sys`): such files
+ * are judged by age only.
+ */
+function hostTag(): string {
+  if (host === undefined) {
+    try {
+      host = createHash("sha256").update(hostname()).digest("hex").slice(0, 8);
+    } catch {
+      host = UNKNOWN_HOST;
+    }
+  }
+  return host;
+}
+const UNKNOWN_HOST = "00000000";
+
+/**
+ * A temporary name for `name` in the same folder: `<name>.tmp-<pid>-<host>-<random>`
+ * (just `.tmp-…` for an empty `name`).
  *
  * @example
  * ```ts
  * import { tempName } from "./temp_files.ts";
- * tempName("out.tar"); // e.g. "out.tar.tmp-4242-9f86d081884c"
+ * tempName("out.tar"); // e.g. "out.tar.tmp-4242-1a2b3c4d-9f86d081884c"
  * ```
  */
 export function tempName(name = ""): string {
-  return `${name}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
+  return `${name}.tmp-${process.pid}-${hostTag()}-${randomBytes(6).toString("hex")}`;
 }
 
 /**
  * Removes the temporary files of `name` in `dir` (as {@linkcode tempName} makes them,
- * and anything named after them, such as spool files) whose process is no longer
- * running. Returns how many went; never throws (a folder that cannot be read is left).
+ * and anything named after them, such as spool files) that a run which is gone left:
+ * their process no longer exists on this host (Deno needs `--allow-run` to ask), or
+ * they were not touched for {@linkcode TEMP_STALE_MS}. Returns how many went; never
+ * throws (a folder that cannot be read is left as it is).
  *
  * @example
  * ```ts
@@ -48,10 +74,14 @@ export async function removeDeadTemps(dir: string, name = ""): Promise<number> {
   let removed = 0;
   for (const entry of entries) {
     if (!entry.startsWith(prefix)) continue;
-    const pid = /^(\d+)-[0-9a-f]+/.exec(entry.slice(prefix.length))?.[1];
-    if (pid === undefined || isRunning(Number(pid))) continue;
+    const owner = /^(\d+)-([0-9a-f]{8})-[0-9a-f]+/.exec(entry.slice(prefix.length));
+    if (!owner) continue;
+    const path = join(dir, entry);
+    const here = owner[2] === hostTag() && owner[2] !== UNKNOWN_HOST;
+    const gone = (here && processGone(Number(owner[1]))) || await stale(path);
+    if (!gone) continue;
     try {
-      await rm(join(dir, entry), { force: true, recursive: true });
+      await rm(path, { force: true, recursive: true });
       removed++;
     } catch {
       // not ours to remove after all (permissions): leave it
@@ -60,14 +90,21 @@ export async function removeDeadTemps(dir: string, name = ""): Promise<number> {
   return removed;
 }
 
-/** Whether process `pid` exists (ours included; one of another user's counts as running). */
-function isRunning(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return true;
-  if (pid === process.pid) return true;
+/** Whether process `pid` surely does not exist on this host (unknown counts as existing). */
+function processGone(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false;
   try {
     process.kill(pid, 0);
-    return true;
+    return false;
   } catch (e) {
-    return (e as { code?: string }).code !== "ESRCH";
+    return (e as { code?: string }).code === "ESRCH";
+  }
+}
+
+async function stale(path: string): Promise<boolean> {
+  try {
+    return Date.now() - (await stat(path)).mtimeMs > TEMP_STALE_MS;
+  } catch {
+    return false;
   }
 }
