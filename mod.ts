@@ -59,6 +59,7 @@ export {
   RegistryError,
   RegistryNotFoundError,
   RepositoryNotFoundError,
+  StalledError,
   TooManyRequestsError,
   UnsupportedError,
 } from "./lib/registry/errors.ts";

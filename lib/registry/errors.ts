@@ -99,6 +99,20 @@ export class RegistryConnectionError extends RegistryError {
 }
 
 /**
+ * The network went silent for the stall timeout in the middle of a body. Retried once
+ * without progress at most: a registry that stalls twice in a row at the same place
+ * would make every retry cost another stall timeout.
+ *
+ * @example
+ * ```ts
+ * import { RegistryConnectionError, StalledError } from "./errors.ts";
+ * const e = new StalledError("get blob: the download stalled for 60 s");
+ * console.log(e instanceof RegistryConnectionError, e.code); // true CONNECTION_FAILED
+ * ```
+ */
+export class StalledError extends RegistryConnectionError {}
+
+/**
  * The registry refused the credentials, or asked for credentials that were not given (401).
  *
  * @example

@@ -11,7 +11,7 @@
 
 import { AbortedError, ImagesError } from "../errors.ts";
 import { isLoopbackHost, resolveLocation } from "./endpoint.ts";
-import { RegistryConnectionError, RegistryError } from "./errors.ts";
+import { RegistryConnectionError, RegistryError, StalledError } from "./errors.ts";
 
 /**
  * A request body: bytes (can be sent again) or a stream (sent once).
@@ -205,7 +205,7 @@ export class HttpResponse {
 
 /** A marker: the request was stopped by one of our timers. */
 class TimeoutSignal extends Error {
-  constructor(readonly what: string) {
+  constructor(readonly what: string, readonly stall = false) {
     super(what);
   }
 }
@@ -426,7 +426,8 @@ export class HttpTransport {
       const reason = signal.reason;
       if (reason instanceof AbortedError) return reason;
       if (reason instanceof TimeoutSignal) {
-        return new RegistryConnectionError(`${operation}: ${method} ${show(url)}: ${reason.what}`);
+        const message = `${operation}: ${method} ${show(url)}: ${reason.what}`;
+        return reason.stall ? new StalledError(message) : new RegistryConnectionError(message);
       }
     }
     const message = e instanceof Error ? e.message : String(e);
@@ -595,7 +596,7 @@ function watchedBody(
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       const timer = setTimeout(
-        () => on.abort(new TimeoutSignal(`the download stalled for ${secs(on.stallMs)}`)),
+        () => on.abort(new TimeoutSignal(`the download stalled for ${secs(on.stallMs)}`, true)),
         on.stallMs,
       );
       try {
