@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import {
   bearerChallenge,
   type HostileHandler,
+  imageHandler,
   ociError,
   peakRssMiB,
   servedImage,
@@ -131,29 +132,16 @@ await measure(
 
 // 2. Stalled bodies.
 const image = servedImage(new Uint8Array(64 * 1024).fill(7));
-const stalling = (what: "manifest" | "blob"): HostileHandler => (_q, res, ctx) => {
-  const url = ctx.request.url;
-  if (url === "/v2/") return void res.end("{}");
-  if (url.includes("/manifests/")) {
-    const headers = { "content-type": MANIFEST, "docker-content-digest": image.manifestDigest };
-    if (what === "manifest") {
-      const padded = new TextEncoder().encode(
-        new TextDecoder().decode(image.manifest) + " ".repeat(4096),
-      );
-      return stalledBody(res, headers, padded);
-    }
-    res.writeHead(200, headers);
-    return void res.end(image.manifest);
-  }
-  const blob = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(url);
-  if (blob && image.blobs.has(blob[1])) {
-    const bytes = image.blobs.get(blob[1])!;
-    if (blob[1] === image.layerDigest) return stalledBody(res, {}, bytes);
-    res.writeHead(200, { "content-length": String(bytes.byteLength) });
-    return void res.end(bytes);
-  }
-  ociError(res, 404, "unknown");
-};
+const stalling = (what: "manifest" | "blob"): HostileHandler =>
+  imageHandler(image, {
+    // The manifest padded past 1 KiB, so the stall comes in the middle of the document.
+    manifest: (bytes, type, res) =>
+      what === "manifest" &&
+      (stalledBody(res, { "content-type": type }, new Uint8Array([...bytes, ...spaces])), true),
+    blob: (digest, bytes, res) =>
+      what === "blob" && digest === image.layerDigest && (stalledBody(res, {}, bytes), true),
+  });
+const spaces = new Uint8Array(4096).fill(0x20);
 const stallArgs = values.cli === "lib/cli/main.ts" ? ["--stall-timeout", "5"] : [];
 await measure(
   `size, manifest body stalled after 1 KiB${stallArgs.length ? " (--stall-timeout 5)" : ""}`,

@@ -17,6 +17,8 @@ import {
   bearerChallenge,
   type HostileHandler,
   type HostileRegistry,
+  IMAGE_MANIFEST,
+  imageHandler,
   ociError,
   peakRssMiB,
   servedImage,
@@ -30,7 +32,13 @@ import type { RunResult } from "./helpers/tools.ts";
 const USER = "alice";
 const SECRET = "s3cret-PASSWORD-7f1c";
 const BASIC = btoa(`${USER}:${SECRET}`);
-const MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json";
+
+/** `bytes` followed by `spaces` spaces (JSON stays valid). */
+function padded(bytes: Uint8Array, spaces: number): Uint8Array {
+  const out = new Uint8Array(bytes.byteLength + spaces).fill(0x20);
+  out.set(bytes);
+  return out;
+}
 
 /** Every form in which the secret could travel. */
 function carriesSecret(text: string): boolean {
@@ -168,40 +176,20 @@ describe("a hostile registry, through the command line", () => {
       JSON.stringify({ name: "alice/app", tags: Array.from({ length: 500 }, (_, i) => `t${i}`) }),
     );
     /** Serves the image; the body named by `stall` stops after 1 KiB. */
-    const stalling = (stall: "manifest" | "blob" | "tags"): HostileHandler => (_req, res, ctx) => {
-      const url = ctx.request.url;
-      if (url === "/v2/") return void res.end("{}");
-      if (/\/tags\/list/.test(url)) {
-        if (stall === "tags") return stalledBody(res, { "content-type": "application/json" }, tags);
-        return void res.end(tags);
-      }
-      if (/\/manifests\//.test(url)) {
-        const headers = {
-          "content-type": MANIFEST_TYPE,
-          "docker-content-digest": image.manifestDigest,
-        };
-        if (ctx.request.method === "HEAD") {
-          res.writeHead(200, { ...headers, "content-length": String(image.manifest.byteLength) });
-          return void res.end();
-        }
+    const stalling = (stall: "manifest" | "blob" | "tags"): HostileHandler => {
+      const serve = imageHandler(image, {
         // Padded past 1 KiB, so the stall comes in the middle of the document.
-        const padded = new TextEncoder().encode(
-          new TextDecoder().decode(image.manifest) + " ".repeat(4096),
-        );
-        if (stall === "manifest") return stalledBody(res, headers, padded);
-        res.writeHead(200, headers);
-        return void res.end(image.manifest);
-      }
-      const blob = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(url);
-      if (blob && image.blobs.has(blob[1])) {
-        const bytes = image.blobs.get(blob[1])!;
-        if (stall === "blob" && blob[1] === image.layerDigest) {
-          return stalledBody(res, { "content-type": "application/octet-stream" }, bytes);
-        }
-        res.writeHead(200, { "content-length": String(bytes.byteLength) });
-        return void res.end(bytes);
-      }
-      ociError(res, 404, "unknown");
+        manifest: (bytes, type, res) =>
+          stall === "manifest" &&
+          (stalledBody(res, { "content-type": type }, padded(bytes, 4096)), true),
+        blob: (digest, bytes, res) =>
+          stall === "blob" && digest === image.layerDigest && (stalledBody(res, {}, bytes), true),
+      });
+      return (req, res, ctx) => {
+        if (!ctx.request.url.includes("/tags/list")) return serve(req, res, ctx);
+        if (stall === "tags") return stalledBody(res, { "content-type": "application/json" }, tags);
+        res.end(tags);
+      };
     };
     const cases: { stall: "manifest" | "blob" | "tags"; args: (out: string) => string[] }[] = [
       { stall: "manifest", args: () => ["size", "image:app:1"] },
@@ -335,22 +323,15 @@ describe("a hostile registry, through the command line", () => {
     it("tags -l looks sizes up at most 16 at a time", async () => {
       const image = servedImage(new Uint8Array(100));
       const tags = Array.from({ length: 200 }, (_, i) => `v${i}`);
-      await withRegistry(async (_req, res, ctx) => {
-        const url = ctx.request.url;
-        if (url === "/v2/") return void res.end("{}");
-        if (url.includes("tags/list")) {
+      const serve = imageHandler(image);
+      await withRegistry(async (req, res, ctx) => {
+        if (ctx.request.url.includes("tags/list")) {
           res.writeHead(200, { "content-type": "application/json" });
           return void res.end(JSON.stringify({ name: "alice/app", tags }));
         }
-        if (url.includes("/manifests/")) {
-          await new Promise((r) => setTimeout(r, 20));
-          res.writeHead(200, {
-            "content-type": MANIFEST_TYPE,
-            "docker-content-digest": image.manifestDigest,
-          });
-          return void res.end(image.manifest);
-        }
-        ociError(res, 404, "unknown");
+        // Each lookup takes a little while, so lookups started together overlap.
+        await new Promise((r) => setTimeout(r, 20));
+        serve(req, res, ctx);
       }, async (registry) => {
         const result = await runCli(["tags", "-l", "image:app"], env(registry));
         assert.equal(result.code, 0, result.stderr);
@@ -408,7 +389,7 @@ describe("a hostile registry, through the command line", () => {
         schemaVersion: 2,
         mediaType: "application/vnd.oci.image.index.v1+json",
         manifests: Array.from({ length: 15_000 }, (_, i) => ({
-          mediaType: MANIFEST_TYPE,
+          mediaType: IMAGE_MANIFEST,
           digest: child,
           size: 1,
           platform: { os: `evil\x1b[2J${i}`, architecture: "a\nb" },
@@ -455,28 +436,20 @@ describe("a hostile registry, through the command line", () => {
     const doc = JSON.parse(new TextDecoder().decode(image.manifest));
     doc.layers[0].size = 2 ** 40;
     const manifest = new TextEncoder().encode(JSON.stringify(doc));
-    await withRegistry((_req, res, ctx) => {
-      const url = ctx.request.url;
-      if (url === "/v2/") return void res.end("{}");
-      if (url.includes("/manifests/")) {
-        res.writeHead(200, {
-          "content-type": MANIFEST_TYPE,
-          "docker-content-digest": sha256(manifest),
-        });
-        return void res.end(manifest);
-      }
-      const blob = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(url);
-      const bytes = blob ? image.blobs.get(blob[1]) : undefined;
-      if (!bytes) return ociError(res, 404, "unknown");
-      res.writeHead(200, { "content-length": String(bytes.byteLength) });
-      res.end(bytes);
-    }, async (registry) => {
-      const out = join(dir, "tebibyte.tar");
-      const result = await runCli(["pull", "-q", "image:app:1", "--output", out], env(registry));
-      assert.equal(result.code, 1, result.stderr);
-      assert.match(result.stderr, /declared as 1099511627776 bytes.*more than the \d+ bytes free/);
-      assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith("tebibyte")), []);
-    });
+    const documents = new Map([[sha256(manifest), { bytes: manifest, type: IMAGE_MANIFEST }]]);
+    await withRegistry(
+      imageHandler(image, { documents, top: sha256(manifest) }),
+      async (registry) => {
+        const out = join(dir, "tebibyte.tar");
+        const result = await runCli(["pull", "-q", "image:app:1", "--output", out], env(registry));
+        assert.equal(result.code, 1, result.stderr);
+        assert.match(
+          result.stderr,
+          /declared as 1099511627776 bytes.*more than the \d+ bytes free/,
+        );
+        assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith("tebibyte")), []);
+      },
+    );
   });
 
   it("indexes nested 3 deep are pulled for the platform; deeper ones fail clearly", async () => {
@@ -485,11 +458,10 @@ describe("a hostile registry, through the command line", () => {
     /** Wraps `inner` (a manifest or an index) in `levels` indexes; returns the top. */
     const nest = (levels: number) => {
       const docs = new Map<string, { bytes: Uint8Array; type: string }>();
-      docs.set(image.manifestDigest, { bytes: image.manifest, type: MANIFEST_TYPE });
       let top = {
         digest: image.manifestDigest,
         size: image.manifest.byteLength,
-        type: MANIFEST_TYPE,
+        type: IMAGE_MANIFEST,
       };
       for (let i = 0; i < levels; i++) {
         const bytes = new TextEncoder().encode(JSON.stringify({
@@ -509,58 +481,28 @@ describe("a hostile registry, through the command line", () => {
     };
     for (const levels of [3, 5]) {
       const { docs, top } = nest(levels);
-      await withRegistry((_req, res, ctx) => {
-        const url = ctx.request.url;
-        if (url === "/v2/") return void res.end("{}");
-        const ref = /\/manifests\/(.+)$/.exec(url)?.[1];
-        if (ref) {
-          const doc = docs.get(ref === "1" ? top.digest : ref);
-          if (!doc) return ociError(res, 404, "unknown");
-          res.writeHead(200, {
-            "content-type": doc.type,
-            "docker-content-digest": sha256(doc.bytes),
-          });
-          return void res.end(doc.bytes);
-        }
-        const blob = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(url);
-        const bytes = blob ? image.blobs.get(blob[1]) : undefined;
-        if (!bytes) return ociError(res, 404, "unknown");
-        res.writeHead(200, { "content-length": String(bytes.byteLength) });
-        res.end(bytes);
-      }, async (registry) => {
-        const out = join(dir, `nested-${levels}.tar`);
-        const result = await runCli(
-          ["pull", "-q", "--platform", "linux/amd64", "image:app:1", "--output", out],
-          env(registry),
-        );
-        if (levels === 3) {
-          assert.equal(result.code, 0, result.stderr);
-        } else {
-          assert.equal(result.code, 1, result.stderr);
-          assert.match(result.stderr, /indexes nested more than 3 deep/);
-        }
-      });
+      await withRegistry(
+        imageHandler(image, { documents: docs, top: top.digest }),
+        async (registry) => {
+          const out = join(dir, `nested-${levels}.tar`);
+          const result = await runCli(
+            ["pull", "-q", "--platform", "linux/amd64", "image:app:1", "--output", out],
+            env(registry),
+          );
+          if (levels === 3) {
+            assert.equal(result.code, 0, result.stderr);
+          } else {
+            assert.equal(result.code, 1, result.stderr);
+            assert.match(result.stderr, /indexes nested more than 3 deep/);
+          }
+        },
+      );
     }
   });
 
   it("a layout blob of the right size but other content is not trusted", async () => {
     const image = servedImage(new Uint8Array(8192).fill(4));
-    await withRegistry((_req, res, ctx) => {
-      const url = ctx.request.url;
-      if (url === "/v2/") return void res.end("{}");
-      if (url.includes("/manifests/")) {
-        res.writeHead(200, {
-          "content-type": MANIFEST_TYPE,
-          "docker-content-digest": image.manifestDigest,
-        });
-        return void res.end(image.manifest);
-      }
-      const blob = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(url);
-      const bytes = blob ? image.blobs.get(blob[1]) : undefined;
-      if (!bytes) return ociError(res, 404, "unknown");
-      res.writeHead(200, { "content-length": String(bytes.byteLength) });
-      res.end(bytes);
-    }, async (registry) => {
+    await withRegistry(imageHandler(image), async (registry) => {
       const layout = join(dir, "planted");
       const args = ["pull", "-q", "image:app:1", "--output", layout + "/"];
       assert.equal((await runCli(args, env(registry))).code, 0);
@@ -574,23 +516,15 @@ describe("a hostile registry, through the command line", () => {
 
   it("a failed pull into a new nested folder leaves no folder behind", async () => {
     const image = servedImage(new Uint8Array(4096).fill(5));
-    await withRegistry((_req, res, ctx) => {
-      const url = ctx.request.url;
-      if (url === "/v2/") return void res.end("{}");
-      if (url.includes("/manifests/")) {
-        res.writeHead(200, {
-          "content-type": MANIFEST_TYPE,
-          "docker-content-digest": image.manifestDigest,
-        });
-        return void res.end(image.manifest);
-      }
-      // Every blob comes with wrong bytes: the pull fails after the layout was made.
-      const blob = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(url);
-      const bytes = blob ? image.blobs.get(blob[1]) : undefined;
-      if (!bytes) return ociError(res, 404, "unknown");
-      res.writeHead(200, { "content-length": String(bytes.byteLength) });
-      res.end(new Uint8Array(bytes.byteLength).fill(9));
-    }, async (registry) => {
+    // Every blob comes with wrong bytes: the pull fails after the layout was made.
+    const wrong = imageHandler(image, {
+      blob: (_digest, bytes, res) => {
+        res.writeHead(200, { "content-length": String(bytes.byteLength) });
+        res.end(new Uint8Array(bytes.byteLength).fill(9));
+        return true;
+      },
+    });
+    await withRegistry(wrong, async (registry) => {
       const top = join(dir, "nested-new");
       const out = join(top, "a", "b", "layout") + "/";
       const result = await runCli(["pull", "-q", "image:app:1", "--output", out], env(registry));
@@ -605,25 +539,11 @@ describe("a hostile registry, through the command line", () => {
     for (const kind of ["archive", "layout"] as const) {
       it(`pull into ${kind === "archive" ? "an archive" : "a layout"}`, async () => {
         let stall = true;
-        await withRegistry((_req, res, ctx) => {
-          const url = ctx.request.url;
-          if (url === "/v2/") return void res.end("{}");
-          if (url.includes("/manifests/")) {
-            res.writeHead(200, {
-              "content-type": MANIFEST_TYPE,
-              "docker-content-digest": image.manifestDigest,
-            });
-            return void res.end(image.manifest);
-          }
-          const blob = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(url);
-          const bytes = blob ? image.blobs.get(blob[1]) : undefined;
-          if (!bytes) return ociError(res, 404, "unknown");
-          if (stall && blob![1] === image.layerDigest) {
-            return stalledBody(res, {}, bytes, 64 * 1024);
-          }
-          res.writeHead(200, { "content-length": String(bytes.byteLength) });
-          res.end(bytes);
-        }, async (registry) => {
+        const serve = imageHandler(image, {
+          blob: (digest, bytes, res) =>
+            stall && digest === image.layerDigest && (stalledBody(res, {}, bytes, 64 * 1024), true),
+        });
+        await withRegistry(serve, async (registry) => {
           const parent = join(dir, `killed-${kind}`);
           await mkdir(parent, { recursive: true });
           const out = kind === "archive" ? join(parent, "out.tar") : join(parent, "layout") + "/";

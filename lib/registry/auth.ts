@@ -199,6 +199,9 @@ export class Authenticator {
     if (url.protocol !== "https:" && url.protocol !== "http:") {
       throw new RegistryError(`${this.#o.host} sent a token realm with scheme ${url.protocol}`);
     }
+    if (url.username || url.password) {
+      throw new RegistryError(`${this.#o.host} sent a token realm with credentials in it`);
+    }
     if (this.#realm?.href !== url.href || this.#service !== challenge.params.service) {
       this.#tokens = [];
     }

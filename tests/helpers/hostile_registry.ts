@@ -15,6 +15,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { concat } from "./fuzz.ts";
 
 /** Which listener a request reached. */
 export type Origin = "A" | "B";
@@ -216,7 +217,7 @@ export function servedImage(layer: Uint8Array): ServedImage {
   }));
   const manifest = new TextEncoder().encode(JSON.stringify({
     schemaVersion: 2,
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    mediaType: IMAGE_MANIFEST,
     config: {
       mediaType: "application/vnd.oci.image.config.v1+json",
       digest: sha256(config),
@@ -235,6 +236,55 @@ export function servedImage(layer: Uint8Array): ServedImage {
     layerDigest: sha256(layer),
   };
 }
+
+/** How {@linkcode imageHandler} departs from serving its image faithfully. */
+export interface ImageServing {
+  /** Manifests and indexes served by digest besides the image's; the tag gets `top`. */
+  documents?: Map<string, { bytes: Uint8Array; type: string }>;
+  /** The digest the tag answers with (default the image's manifest). */
+  top?: string;
+  /** Answers a blob GET itself (a stall, wrong bytes) by returning true. */
+  blob?: (digest: string, bytes: Uint8Array, res: ServerResponse) => boolean;
+  /** Answers a manifest GET itself by returning true. */
+  manifest?: (bytes: Uint8Array, type: string, res: ServerResponse) => boolean;
+}
+
+/**
+ * A handler serving `image`: `/v2/`, its manifest under any tag and by digest (GET and
+ * HEAD), its blobs; anything else gets a 404 OCI error. `serving` changes what it says.
+ */
+export function imageHandler(image: ServedImage, serving: ImageServing = {}): HostileHandler {
+  const documents = new Map(serving.documents);
+  documents.set(image.manifestDigest, { bytes: image.manifest, type: IMAGE_MANIFEST });
+  return (_req, res, ctx) => {
+    const { url, method } = ctx.request;
+    if (url === "/v2/") return void res.end("{}");
+    const ref = /\/manifests\/([^/?]+)$/.exec(url)?.[1];
+    if (ref !== undefined) {
+      const doc = documents.get(
+        ref.startsWith("sha256:") ? ref : serving.top ?? image.manifestDigest,
+      );
+      if (!doc) return ociError(res, 404, "manifest unknown");
+      const headers = { "content-type": doc.type, "docker-content-digest": sha256(doc.bytes) };
+      if (method === "HEAD") {
+        res.writeHead(200, { ...headers, "content-length": String(doc.bytes.byteLength) });
+        return void res.end();
+      }
+      if (serving.manifest?.(doc.bytes, doc.type, res)) return;
+      res.writeHead(200, headers);
+      return void res.end(doc.bytes);
+    }
+    const digest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(url)?.[1];
+    const bytes = digest ? image.blobs.get(digest) : undefined;
+    if (!digest || !bytes) return ociError(res, 404, "blob unknown");
+    if (serving.blob?.(digest, bytes, res)) return;
+    res.writeHead(200, { "content-length": String(bytes.byteLength) });
+    res.end(bytes);
+  };
+}
+
+/** The media type of the image manifests served here. */
+export const IMAGE_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 
 /** `sha256:<hex>` of `data`. */
 export function sha256(data: Uint8Array): string {
@@ -277,14 +327,4 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on("end", () => resolve(new TextDecoder().decode(concat(parts))));
     req.on("error", () => resolve(new TextDecoder().decode(concat(parts))));
   });
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
