@@ -265,6 +265,44 @@ describe("a hostile registry, through the command line", () => {
       }
     });
 
+    it("an upload the registry never answers: the stall timeout fails it, Ctrl-C ends it", async () => {
+      const input = join(dir, "upload-input.tar");
+      await writeTar(
+        input,
+        docker25SaveEntries(
+          syntheticImage([layerTar({ "a.txt": "a".repeat(100_000) })]),
+          "app",
+          "1",
+        ),
+      );
+      /** Opens sessions, then never answers what is sent to them (nor their cancel). */
+      const silent: HostileHandler = (_req, res, ctx) => {
+        const { url, method } = ctx.request;
+        if (url === "/v2/") return void res.end("{}");
+        if (method === "HEAD") return ociError(res, 404, "blob unknown");
+        if (method === "POST") {
+          res.writeHead(202, { location: "/v2/alice/app/blobs/uploads/1" });
+          return void res.end();
+        }
+      };
+      const push = ["push", "-q", "--input", input, "app:1", "image:app:1"];
+      await withRegistry(silent, async (registry) => {
+        const result = await ended(startCli(["--stall-timeout", "1", ...push], env(registry)));
+        assert.equal(result.code, 1, result.stderr);
+        assert.match(result.stderr, /no answer within 1 s/);
+      });
+      await withRegistry(silent, async (registry) => {
+        const cli = startCli(["--stall-timeout", "600", ...push], env(registry));
+        await registry.arrived((r) => r.method === "PATCH" || r.method === "PUT");
+        cli.kill("SIGINT");
+        const result = await ended(cli, 30_000);
+        assert.equal(result.code, 130, result.stderr);
+        // The session's cancel is tried, but one that gets no answer is not waited on
+        // again and again: one DELETE, within the cancel's small budget.
+        assert.equal(registry.requests.filter((r) => r.method === "DELETE").length, 1);
+      });
+    });
+
     it("--timeout ends a run whose body trickles without stalling", async () => {
       await withRegistry(stalling("blob"), async (registry) => {
         const out = join(dir, "deadline.tar");

@@ -199,11 +199,17 @@ export async function sessionStatus(
 
 /** Attempts at cancelling a session, and the pauses between them (ms). */
 const CANCEL_PAUSES = [100, 400];
+/**
+ * The longest a cancel may take in all, ms: it runs after Ctrl-C, and a registry that
+ * never answers must not hold the user for long.
+ */
+const CANCEL_BUDGET_MS = 2_000;
 
 /**
- * Cancels a session (`DELETE <location>`), best effort: never throws, waits at most a few
- * seconds. A connection lost on the way is tried again twice (the `DELETE` is idempotent),
- * so one dropped connection does not leave the session open at the registry.
+ * Cancels a session (`DELETE <location>`), best effort: never throws, waits at most
+ * {@linkcode CANCEL_BUDGET_MS} in all. A connection lost on the way is tried again twice
+ * (the `DELETE` is idempotent), so one dropped connection does not leave the session
+ * open at the registry.
  *
  * @example
  * ```ts ignore
@@ -217,6 +223,7 @@ export async function cancelSession(
   location: URL,
   operation: string,
 ): Promise<void> {
+  const deadline = Date.now() + CANCEL_BUDGET_MS;
   for (let attempt = 0;; attempt++) {
     try {
       const res = await http.send({
@@ -225,13 +232,15 @@ export async function cancelSession(
         scopes: [`repository:${repo}:pull,push`],
         operation: `${operation} (cancel)`,
         retry: false,
-        headersTimeoutMs: 5_000,
+        headersTimeoutMs: Math.max(100, deadline - Date.now()),
+        signal: AbortSignal.timeout(Math.max(100, deadline - Date.now())),
       });
       await res.discard();
       http.transport.log(`${operation}: upload session cancelled (${res.status})`);
       return;
     } catch (e) {
-      const again = e instanceof RegistryConnectionError && attempt < CANCEL_PAUSES.length;
+      const again = e instanceof RegistryConnectionError && attempt < CANCEL_PAUSES.length &&
+        Date.now() + CANCEL_PAUSES[attempt] < deadline;
       http.transport.log(
         `${operation}: cancelling the upload session failed${again ? " (trying again)" : ""}: ${
           (e as Error).message
