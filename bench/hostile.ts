@@ -228,7 +228,7 @@ await measure(
   (_q, res) => ociError(res, 403, "denied\x1b]0;pwned\x07\napolo-images: forged"),
   ["size", "image:app:1"],
   (o) =>
-    `stderr has ${(o.stderr.match(/\x1b/g) ?? []).length} ESC bytes and ${
+    `stderr has ${o.stderr.split("\x1b").length - 1} ESC bytes and ${
       o.stderr.split("\n").filter(Boolean).length
     } lines`,
 );
