@@ -563,10 +563,11 @@ function untilAborted<T>(
 }
 
 /**
- * Responses whose bodies are being read, held until they end: Deno 2.9 stops failing a
- * pending body read on abort once its `Response` is unreachable.
+ * Responses with a body read pending, held while it is: Deno 2.9 stops failing a pending
+ * body read on abort once its `Response` is unreachable. (Only while a read waits, so a
+ * body a caller drops unread is not kept alive.)
  */
-const OPEN_RESPONSES = new Set<Response>();
+const READING = new Set<Response>();
 
 /**
  * Wraps a response body so a read that waits too long, or a dropped connection, fails
@@ -584,12 +585,10 @@ function watchedBody(
   },
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
-  OPEN_RESPONSES.add(response);
   let finished = false;
   const finish = () => {
     if (!finished) {
       finished = true;
-      OPEN_RESPONSES.delete(response);
       on.done();
     }
   };
@@ -599,6 +598,7 @@ function watchedBody(
         () => on.abort(new TimeoutSignal(`the download stalled for ${secs(on.stallMs)}`, true)),
         on.stallMs,
       );
+      READING.add(response);
       try {
         const { done, value } = await untilAborted(reader.read(), on.signal, () => {});
         if (done) {
@@ -610,6 +610,7 @@ function watchedBody(
         if (on.signal.aborted) void reader.cancel(on.signal.reason).catch(() => {});
         throw on.failure(e);
       } finally {
+        READING.delete(response);
         clearTimeout(timer);
       }
     },
