@@ -46,9 +46,11 @@ export {
   AbortedError,
   ArchiveError,
   DigestMismatchError,
+  ImageNotFoundError,
   ImagesError,
   InvalidReferenceError,
   NotFoundError,
+  PinnedDigestError,
 } from "./lib/errors.ts";
 export {
   AuthenticationError,

@@ -152,6 +152,80 @@ export class NotFoundError extends ImagesError {
 }
 
 /**
+ * An image (a tag or a digest of a repository, or the repository itself) that the
+ * registry does not have. Every `Images` method throws this one for a missing
+ * image, with the same message: `image <reference> not found`; the registry's own error
+ * is its `cause`.
+ *
+ * @example
+ * ```ts
+ * import { ImageNotFoundError } from "./errors.ts";
+ * const e = new ImageNotFoundError("image://default/alice/app:1.0");
+ * console.log(e.message); // image image://default/alice/app:1.0 not found
+ * ```
+ */
+export class ImageNotFoundError extends NotFoundError {
+  /** The image as it was asked for, e.g. `image://default/alice/app:1.0`. */
+  readonly image: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param image the image as it was asked for
+   * @param options the registry's error, if any
+   */
+  constructor(image: string, options?: ErrorOptions) {
+    super(`image ${image} not found`, options);
+    this.image = image;
+  }
+}
+
+/**
+ * A reference pinning a tag to a digest (`name:tag@sha256:…`) whose tag, in the
+ * registry (or the local archive), is another image: nothing is read or written for it.
+ *
+ * @example
+ * ```ts
+ * import { PinnedDigestError } from "./errors.ts";
+ * const pinned = "sha256:" + "a".repeat(64);
+ * const e = new PinnedDigestError(`app:v1@${pinned}`, "v1", pinned, "sha256:" + "b".repeat(64));
+ * console.log(e.code); // PINNED_DIGEST_MISMATCH
+ * ```
+ */
+export class PinnedDigestError extends ImagesError {
+  /** The digest the reference pins. */
+  readonly pinned: string;
+  /** The digest the tag has in the registry; undefined when only "another image" is known. */
+  readonly actual?: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param image the reference as given
+   * @param tag its tag
+   * @param pinned the digest it pins
+   * @param actual the digest the tag has in the registry, if that is what differs
+   * @param where where the tag was looked up (default: the registry)
+   */
+  constructor(
+    image: string,
+    tag: string,
+    pinned: string,
+    actual?: string,
+    where = "the registry",
+  ) {
+    super(
+      actual === undefined
+        ? `${image}: tag ${tag} names another image than the pinned ${pinned} in ${where}`
+        : `${image}: tag ${tag} is ${actual} in ${where}, not the pinned ${pinned}`,
+      "PINNED_DIGEST_MISMATCH",
+    );
+    this.pinned = pinned;
+    this.actual = actual;
+  }
+}
+
+/**
  * The operation was cancelled through an `AbortSignal` (or Ctrl-C).
  *
  * @example

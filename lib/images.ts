@@ -7,19 +7,30 @@
  */
 
 import { stat } from "node:fs/promises";
-import { ImagesError } from "./errors.ts";
+import {
+  ImageNotFoundError,
+  ImagesError,
+  InvalidReferenceError,
+  PinnedDigestError,
+} from "./errors.ts";
 import { parseManifest, type Platform } from "./oci/manifest.ts";
 import { copyImage, findPlatform, hostPlatform } from "./copy/copy.ts";
 import { BlobCache, defaultCacheDir } from "./copy/blob_cache.ts";
 import { UploadRecords } from "./copy/upload_records.ts";
+import { mapConcurrent } from "./copy/pool.ts";
 import { CompressorPool } from "./copy/parallel_compress.ts";
 import type { GzipEngineChoice } from "./copy/native_gzip.ts";
 import type { LayerCompression } from "./copy/compress.ts";
-import type { ImageDestination } from "./copy/ends.ts";
+import type { ImageDestination, ImageSource, ResolvedImage } from "./copy/ends.ts";
 import { RegistryDestination, RegistrySource } from "./copy/registry_end.ts";
 import { type AbstractDockerImageProgress, StepThrottle } from "./progress.ts";
 import { ImageNameParser, type LocalImage, RemoteImage, Tag } from "./reference.ts";
-import { RegistryClient, type UploadMode } from "./registry/mod.ts";
+import {
+  ManifestNotFoundError,
+  RegistryClient,
+  RepositoryNotFoundError,
+  type UploadMode,
+} from "./registry/mod.ts";
 import { openLocalDestination, openLocalSource } from "./archive/mod.ts";
 import { writeFailure } from "./archive/file_io.ts";
 import { defaultStorePath, type OutputFormat } from "./store.ts";
@@ -34,6 +45,11 @@ export interface ImagesOptions {
   orgName?: string;
   /** The current user (or project): owner of images pushed without a remote. */
   owner: string;
+  /**
+   * Organisations known per cluster besides `orgName`: in a listed repository
+   * `<a>/<b>/<c>`, an `<a>` named here is read as an org (see `ImageNameParser`).
+   */
+  orgNames?: Record<string, string[]>;
   /** User name for the registry (Apolo: the user name). */
   username?: string;
   /** Password or token for the registry (Apolo: the user's token). Never printed. */
@@ -169,6 +185,7 @@ export class Images {
       orgName: options.orgName,
       owner: options.owner,
       registries: options.registries,
+      orgNames: options.orgNames,
     });
   }
 
@@ -208,21 +225,56 @@ export class Images {
   }
 
   /**
+   * What a remote reference names in its registry, the one way every method reads it:
+   * its digest when it has one (a tag beside it must be that manifest in the registry,
+   * else {@linkcode PinnedDigestError}); else its tag, `latest` when it has none.
+   */
+  async #resolve(image: RemoteImage): Promise<Resolved> {
+    const client = this.#client(image);
+    if (image.digest === undefined) return { client, reference: image.tag ?? "latest" };
+    if (image.tag !== undefined) {
+      const tagged = await client.headManifest(image.repository, image.tag);
+      if (!tagged) throw new ImageNotFoundError(image.toString());
+      if (tagged.digest !== image.digest) {
+        throw new PinnedDigestError(image.toString(), image.tag, image.digest, tagged.digest);
+      }
+    }
+    return { client, reference: image.digest };
+  }
+
+  /**
    * Pushes a local image to the registry. Without `remote`, the image goes to the
    * current cluster, org and owner under the local name (tag `latest` if none).
+   *
+   * A local image with a digest is picked by it (its image ID, or its manifest digest in
+   * an OCI archive or layout); a tag beside the digest must name the same image. The
+   * remote cannot have a digest: a digest is what a push produces, not where it goes
+   * ({@linkcode InvalidReferenceError}, before anything is sent).
    */
   async push(
     local: LocalImage,
     remote?: RemoteImage,
     options: PushOptions = {},
   ): Promise<RemoteImage> {
+    if (remote?.digest !== undefined) {
+      throw new InvalidReferenceError(
+        "a push goes to a name and tag; a digest is what the push produces, not a target",
+        remote.toString(),
+      );
+    }
     remote ??= this.parser.localToRemote(local);
     if (!remote.tag) remote = remote.withTag("latest");
+    const input = options.input ?? this.#options.store ?? defaultStorePath();
+    const source = await openLocalSource(input);
+    let sourceName: string;
+    try {
+      sourceName = await localReference(source, local, input);
+    } catch (e) {
+      await source.close();
+      throw e;
+    }
     options.progress?.push({ src: local, dst: remote });
     const throttle = new StepThrottle((s) => options.progress?.step(s));
-    const source = await openLocalSource(
-      options.input ?? this.#options.store ?? defaultStorePath(),
-    );
     const compressors = new CompressorPool(undefined, { gzipEngine: this.#options.gzipEngine });
     compressors.acquire();
     try {
@@ -237,7 +289,7 @@ export class Images {
         { uploads },
       );
       await copyImage(source, destination, {
-        sourceName: local.toString(),
+        sourceName,
         destinationName: remote.tag,
         platform: "all",
         operation: "push",
@@ -263,22 +315,33 @@ export class Images {
 
   /**
    * Pulls a remote image into the local store (or into `options.output`). Without
-   * `local`, the image keeps its remote name and tag.
+   * `local`, the image keeps its remote name and tag (`latest` when it has none).
+   *
+   * A remote with a digest pulls that manifest (a tag pinned beside it is checked first:
+   * {@linkcode PinnedDigestError}, nothing written). The local image cannot have a
+   * digest: what is written gets its own.
    */
   async pull(
     remote: RemoteImage,
     local?: LocalImage,
     options: PullOptions = {},
   ): Promise<LocalImage> {
+    if (local?.digest !== undefined) {
+      throw new InvalidReferenceError(
+        "a pulled image is written under a name and tag; a digest cannot be given to it",
+        local.toString(),
+      );
+    }
     local ??= this.parser.remoteToLocal(remote);
+    const { client, reference } = await found(remote, () => this.#resolve(remote));
     options.progress?.pull({ src: remote, dst: local });
     const throttle = new StepThrottle((s) => options.progress?.step(s));
     const path = options.output ?? this.#options.store ?? defaultStorePath();
     try {
       const destination = await this.#openDestination(options);
-      const source = new RegistrySource(this.#client(remote), remote.repository);
+      const source = new ImageRegistrySource(client, remote);
       await copyImage(source, destination, {
-        sourceName: remote.tag ?? "latest",
+        sourceName: reference,
         destinationName: local.tag ? local.toString() : `${local.name}:latest`,
         platform: options.platform ?? hostPlatform(),
         compression: false,
@@ -304,16 +367,40 @@ export class Images {
     );
   }
 
-  /** The digest of an image's manifest (or index), as the registry reports it. */
+  /**
+   * The digest of an image's manifest (or index), as the registry reports it: of its
+   * digest if it has one (checked to exist, and against a tag beside it), else of its
+   * tag (`latest` when none). Throws {@linkcode ImageNotFoundError} when missing.
+   */
   async digest(image: RemoteImage): Promise<string> {
-    const found = await this.#client(image).headManifest(image.repository, image.tag ?? "latest");
-    if (!found) throw new ImagesError(`image ${image} not found`, "NOT_FOUND");
-    return found.digest;
+    return await found(image, async () => {
+      const { client, reference } = await this.#resolve(image);
+      const head = await client.headManifest(image.repository, reference);
+      if (!head) throw new ImageNotFoundError(image.toString());
+      return head.digest;
+    });
   }
 
-  /** Deletes the manifest `digest` of an image's repository (every tag pointing at it goes). */
+  /**
+   * Deletes exactly the manifest `digest` of an image's repository (the SDK's
+   * `rm(image, digest)`); the registry drops the tags pointing at it, and no other.
+   * A digest in `image` must be `digest`, and a tag pinned beside it is checked first;
+   * the tag of an image without a digest plays no part.
+   */
   async rm(image: RemoteImage, digest: string): Promise<void> {
-    await this.#client(image).deleteManifest(image.repository, digest);
+    if (image.digest !== undefined && image.digest !== digest) {
+      throw new InvalidReferenceError(
+        `it names ${image.digest}, but rm was asked to delete ${digest}`,
+        image.toString(),
+      );
+    }
+    // The tag of an image without a digest is not a pin (`image:app` parses as
+    // `app:latest`): only the repository and `digest` count then.
+    const target = image.digest === undefined ? image.withTag(undefined).withDigest(digest) : image;
+    await found(target, async () => {
+      const { client } = await this.#resolve(target);
+      await client.deleteManifest(image.repository, digest);
+    });
   }
 
   /** Repositories of a cluster's registry (default: the current cluster), without tags. */
@@ -329,34 +416,126 @@ export class Images {
     );
   }
 
-  /** Every tag of an image's repository, as images with tags. */
+  /**
+   * The tags of an image's repository, as images with tags (a tag of `image` is
+   * ignored). With a digest, only the tags whose manifest is that digest.
+   */
   async tags(image: RemoteImage): Promise<RemoteImage[]> {
-    const tags = await this.#client(image).listTags(image.repository, { pageSize: 30 });
-    return tags.map((tag) => image.withTag(tag));
+    const repository = image.withTag(undefined).withDigest(undefined);
+    const client = this.#client(image);
+    const names = await found(
+      image.withTag(undefined),
+      () => client.listTags(image.repository, { pageSize: 30 }),
+    );
+    const tagged = names.map((tag) => repository.withTag(tag));
+    if (image.digest === undefined) return tagged;
+    const digests = await mapConcurrent(
+      tagged,
+      TAG_LOOKUPS_AT_ONCE,
+      async (t) => (await client.headManifest(image.repository, t.tag!))?.digest,
+    );
+    return tagged.filter((_, i) => digests[i] === image.digest);
   }
 
-  /** The size of a tagged image: the sum of its layers' (compressed) sizes. */
+  /** The size of an image: the sum of its layers' (compressed) sizes; see `tagInfo`. */
   async size(image: RemoteImage): Promise<number> {
     return (await this.tagInfo(image)).size;
   }
 
-  /** A tag's name and size. */
+  /**
+   * An image's tag and size: the sum of the layers' (compressed) sizes of its manifest,
+   * found by digest or tag as every method does; of an index, the host platform's
+   * manifest (else the first). An image asked for by digest alone is named by it.
+   */
   async tagInfo(image: RemoteImage): Promise<Tag> {
-    const tag = image.tag ?? "latest";
-    const client = this.#client(image);
-    let got = await client.getManifest(image.repository, tag);
-    let parsed = parseManifest(got.bytes, `manifest of ${image}`, got.mediaType);
-    if (parsed.kind === "index") {
-      // The host's platform, else the first: the size a pull here would download.
-      const child = findPlatform(parsed.index.manifests, hostPlatform()) ??
-        parsed.index.manifests[0];
-      if (!child) {
-        return new Tag(tag, 0);
+    const name = image.tag ?? image.digest ?? "latest";
+    return await found(image, async () => {
+      const { client, reference } = await this.#resolve(image);
+      let got = await client.getManifest(image.repository, reference);
+      let parsed = parseManifest(got.bytes, `manifest of ${image}`, got.mediaType);
+      if (parsed.kind === "index") {
+        // The host's platform, else the first: the size a pull here would download.
+        const child = findPlatform(parsed.index.manifests, hostPlatform()) ??
+          parsed.index.manifests[0];
+        if (!child) return new Tag(name, 0);
+        got = await client.getManifest(image.repository, child.digest);
+        parsed = parseManifest(
+          got.bytes,
+          `manifest ${child.digest} of ${image}`,
+          child.mediaType,
+        );
       }
-      got = await client.getManifest(image.repository, child.digest);
-      parsed = parseManifest(got.bytes, `manifest ${child.digest} of ${image}`, child.mediaType);
-    }
-    const layers = parsed.kind === "manifest" ? parsed.manifest.layers : [];
-    return new Tag(tag, layers.reduce((sum, l) => sum + l.size, 0));
+      const layers = parsed.kind === "manifest" ? parsed.manifest.layers : [];
+      return new Tag(name, layers.reduce((sum, l) => sum + l.size, 0));
+    });
   }
+}
+
+/** Manifests looked up at once when finding the tags of a digest. */
+const TAG_LOOKUPS_AT_ONCE = 4;
+
+/** A remote reference resolved: its registry, and the digest or tag to ask it for. */
+interface Resolved {
+  client: RegistryClient;
+  reference: string;
+}
+
+/**
+ * Runs `work` on `image`, turning the registry's "no such manifest" or "no such
+ * repository" into the one {@linkcode ImageNotFoundError} every method throws.
+ */
+async function found<T>(image: RemoteImage, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (e) {
+    throw asImageNotFound(image, e);
+  }
+}
+
+function asImageNotFound(image: RemoteImage, error: unknown): unknown {
+  if (error instanceof ManifestNotFoundError || error instanceof RepositoryNotFoundError) {
+    return new ImageNotFoundError(image.toString(), { cause: error });
+  }
+  return error;
+}
+
+/**
+ * A registry repository as a pull's source, whose top manifest missing is the image
+ * missing ({@linkcode ImageNotFoundError}); a missing blob or child manifest stays what
+ * it is, a broken image.
+ */
+class ImageRegistrySource extends RegistrySource {
+  readonly #image: RemoteImage;
+
+  constructor(client: RegistryClient, image: RemoteImage) {
+    super(client, image.repository);
+    this.#image = image;
+  }
+
+  override async resolve(name?: string): Promise<ResolvedImage> {
+    return await found(this.#image, () => super.resolve(name));
+  }
+}
+
+/**
+ * The name a local source knows the image by: its digest when it has one (a tag beside
+ * it must pick the same image), else `name[:tag]`.
+ */
+async function localReference(
+  source: ImageSource,
+  local: LocalImage,
+  input: string,
+): Promise<string> {
+  if (local.digest === undefined) return local.toString();
+  if (local.tag !== undefined) {
+    const [picked, tagged] = await Promise.all([
+      source.resolve(local.digest),
+      source.resolve(`${local.name}:${local.tag}`),
+    ]);
+    if (picked.descriptor.digest !== tagged.descriptor.digest) {
+      // A docker archive picks by config digest: the manifests compared are not it.
+      throw new PinnedDigestError(local.toString(), local.tag, local.digest, undefined, input);
+    }
+  }
+  return local.digest;
 }

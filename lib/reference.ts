@@ -584,7 +584,7 @@ export class RemoteImage {
   /**
    * A copy of this reference with another tag (other fields, a digest included, kept).
    *
-   * @param tag the new tag
+   * @param tag the new tag, or undefined for none (the repository, or only the digest)
    * @returns the new reference
    * @throws {InvalidReferenceError} if the tag is invalid
    *
@@ -594,14 +594,14 @@ export class RemoteImage {
    * RemoteImage.newExternalImage("ubuntu").withTag("22.04").toString(); // "ubuntu:22.04"
    * ```
    */
-  withTag(tag: string): RemoteImage {
+  withTag(tag: string | undefined): RemoteImage {
     return new RemoteImage({ ...this.#fields(), tag });
   }
 
   /**
    * A copy of this reference pinned to a digest (other fields, the tag included, kept).
    *
-   * @param digest the digest, `sha256:<64 hex digits>`
+   * @param digest the digest, `sha256:<64 hex digits>`, or undefined to drop the pin
    * @returns the new reference
    * @throws {InvalidReferenceError} if the digest is invalid
    *
@@ -612,7 +612,7 @@ export class RemoteImage {
    * // "ubuntu@sha256:aaaa…"
    * ```
    */
-  withDigest(digest: string): RemoteImage {
+  withDigest(digest: string | undefined): RemoteImage {
     return new RemoteImage({ ...this.#fields(), digest });
   }
 
@@ -656,8 +656,11 @@ export class RemoteImage {
 // LocalImage and Tag
 
 /**
- * An image as a local image store (`docker images`, an archive's `RepoTags`) names it:
- * `name[:tag]`, where the name may start with a registry host.
+ * An image as a local image store (`docker images`, an archive's `RepoTags`, an OCI
+ * layout's `index.json`) names it: `name[:tag][@digest]`, where the name may start with
+ * a registry host. A digest picks the image by its ID (a `docker save` archive: the
+ * config digest) or its manifest digest (an OCI archive or layout); a tag beside it must
+ * name that same image.
  *
  * @example
  * ```ts
@@ -665,32 +668,38 @@ export class RemoteImage {
  * const image = new LocalImage("ubuntu", "22.04");
  * image.toString(); // "ubuntu:22.04"
  * new LocalImage("localhost:5000/team/app").toString(); // "localhost:5000/team/app"
+ * new LocalImage("app", undefined, "sha256:" + "a".repeat(64)).toString(); // "app@sha256:aaaa…"
  * ```
  */
 export class LocalImage {
   /** Image name, e.g. `ubuntu` or `registry.example.com/alice/ubuntu`. */
   readonly name: string;
-  /** Tag, or undefined when omitted (which means `latest`). */
+  /** Tag, or undefined when omitted (which means `latest`, unless a digest is given). */
   readonly tag?: string;
+  /** Digest `sha256:<64 hex digits>` picking the image, or undefined for none. */
+  readonly digest?: string;
 
   /**
    * Validates and freezes the fields.
    *
    * @param name image name, Docker's grammar with an optional registry host
    * @param tag tag, or undefined
-   * @throws {InvalidReferenceError} if the name or tag is invalid
+   * @param digest digest `sha256:<64 hex digits>`, or undefined
+   * @throws {InvalidReferenceError} if the name, tag or digest is invalid
    */
-  constructor(name: string, tag?: string) {
-    const ref = name + suffix(tag, undefined);
+  constructor(name: string, tag?: string, digest?: string) {
+    const ref = name + suffix(tag, digest);
     parseDockerName(name, ref);
     if (tag !== undefined) checkTag(tag, ref);
+    if (digest !== undefined) checkDigest(digest, ref);
     this.name = name;
     this.tag = tag;
+    this.digest = digest;
     Object.freeze(this);
   }
 
   /**
-   * `name[:tag]`.
+   * `name[:tag][@digest]`.
    *
    * @returns the text form, which {@linkcode parseLocalImage} reads back
    *
@@ -701,13 +710,14 @@ export class LocalImage {
    * ```
    */
   toString(): string {
-    return this.name + suffix(this.tag, undefined);
+    return this.name + suffix(this.tag, this.digest);
   }
 }
 
 /**
  * Information about one tag of a remote image: its name and size in bytes (the sum of
- * the manifest's layer sizes).
+ * the manifest's layer sizes). For an image asked for by digest alone, the name is
+ * that digest.
  *
  * @example
  * ```ts
@@ -717,7 +727,7 @@ export class LocalImage {
  * ```
  */
 export class Tag {
-  /** The tag, e.g. `latest`. */
+  /** The tag, e.g. `latest` (or the digest `sha256:…` of an image asked for by digest). */
   readonly name: string;
   /** Size in bytes. */
   readonly size: number;
@@ -725,12 +735,13 @@ export class Tag {
   /**
    * Validates and freezes the fields.
    *
-   * @param name the tag
+   * @param name the tag, or a digest `sha256:<64 hex digits>`
    * @param size size in bytes, a non-negative integer
    * @throws {InvalidReferenceError} if the tag or size is invalid
    */
   constructor(name: string, size: number) {
-    checkTag(name, name);
+    if (name.startsWith("sha256:")) checkDigest(name, name);
+    else checkTag(name, name);
     if (!Number.isSafeInteger(size) || size < 0) {
       fail(`tag size must be a non-negative integer, got ${size}`, name);
     }
@@ -744,11 +755,11 @@ export class Tag {
 // Parsing
 
 /**
- * Parses a local image reference `name[:tag]` (the SDK's `parse_as_local_image`).
- * With the default tag option a missing tag becomes `latest`. The `image:` scheme,
- * URL schemes and digests are rejected.
+ * Parses a local image reference `name[:tag][@digest]` (the SDK's
+ * `parse_as_local_image`). With the default tag option a missing tag becomes `latest`
+ * (unless a digest is given). The `image:` scheme and URL schemes are rejected.
  *
- * @param text the reference, e.g. `ubuntu:22.04` or `localhost:5000/a/b`
+ * @param text the reference, e.g. `ubuntu:22.04`, `localhost:5000/a/b` or `app@sha256:…`
  * @param options how a missing tag is treated
  * @returns the local image
  * @throws {InvalidReferenceError} naming the part that is wrong
@@ -767,12 +778,9 @@ export function parseLocalImage(text: string, options: ParseOptions = {}): Local
   }
   checkNoUrlScheme(text);
   const split = splitReference(text, text);
-  if (split.digest !== undefined) {
-    fail(`a local image is name[:tag]; digest ${quote(split.digest)} is not allowed`, text);
-  }
   parseDockerName(split.name, text);
-  const { tag } = applyTagOption(split, options, text);
-  return new LocalImage(split.name, tag);
+  const { tag, digest } = applyTagOption(split, options, text);
+  return new LocalImage(split.name, tag, digest);
 }
 
 /**
@@ -1029,7 +1037,7 @@ export class ImageNameParser {
    * Parses a local image reference (the SDK's `parse_as_local_image`); same as
    * {@linkcode parseLocalImage}.
    *
-   * @param text the reference, `name[:tag]`
+   * @param text the reference, `name[:tag][@digest]`
    * @param options how a missing tag is treated
    * @returns the local image
    * @throws {InvalidReferenceError} naming the part that is wrong

@@ -288,6 +288,24 @@ describe("images end to end (docker-registry, buildah, skopeo, podman)", () => {
     const output = join(dir, "arm.tar");
     await cli("pull", "-q", "--platform", "linux/arm64/v8", "image:multi:all", "--output", output);
     assert.equal(json(await skopeoConfig(`docker-archive:${output}`)).architecture, "arm64");
+    // By the index's digest: the same index, and the platform's image where per-image.
+    const indexDigest = await cli("digest", "image:multi:all");
+    assert.equal(await cli("digest", `image:multi@${indexDigest}`), indexDigest);
+    assert.equal(
+      await cli("size", "--json", `image:multi@${indexDigest}`),
+      await cli("size", "--json", "image:multi:all"),
+    );
+    const byDigest = join(dir, "arm-by-digest.tar");
+    await cli(
+      "pull",
+      "-q",
+      "--platform",
+      "linux/arm64/v8",
+      `image:multi@${indexDigest}`,
+      "--output",
+      byDigest,
+    );
+    assert.equal(json(await skopeoConfig(`docker-archive:${byDigest}`)).architecture, "arm64");
     const missing = await runCli([
       "pull",
       "-q",

@@ -490,11 +490,19 @@ describe("parseLocalImage", () => {
     rejects(() => parseLocalImage("Ubuntu"), "Ubuntu", /must be lowercase/);
   });
 
-  it("rejects a digest", () => {
+  it("reads a digest, with or without a tag, and checks it", () => {
+    const image = parseLocalImage(`ubuntu@${DIGEST}`);
+    assert.deepEqual([image.name, image.tag, image.digest], ["ubuntu", undefined, DIGEST]);
+    assert.equal(parseLocalImage(`ubuntu:1@${DIGEST}`).tag, "1");
     rejects(
-      () => parseLocalImage(`ubuntu@${DIGEST}`),
-      `ubuntu@${DIGEST}`,
-      /local image is name\[:tag\]; digest "sha256:[0-9a-f]{64}" is not allowed/,
+      () => parseLocalImage("ubuntu@sha256:12"),
+      "ubuntu@sha256:12",
+      /invalid digest "sha256:12"/,
+    );
+    rejects(
+      () => new LocalImage("ubuntu", "1", "md5:x"),
+      "ubuntu:1@md5:x",
+      /unsupported digest algorithm "md5"/,
     );
   });
 });
@@ -1155,6 +1163,67 @@ describe("round trips", () => {
     for (const text of ["ubuntu:latest", "a/b:1", "localhost:5000/a:x", "reg.neu.ro/p/u:2"]) {
       assert.equal(parseLocalImage(text).toString(), text);
     }
+  });
+});
+
+describe("round trips of every reference shape with a digest", () => {
+  // Each shape, with a digest alone and with a tag pinned to it: printed back the same
+  // way, and read back to the same fields.
+  const remoteShapes: [ImageNameParser, string, string][] = [
+    [parser, "image:ubuntu", "image://default/test-project/ubuntu"],
+    [parser, "image:library/ubuntu", "image://default/test-project/library/ubuntu"],
+    [parser, "image:/bob/ubuntu", "image://default/bob/ubuntu"],
+    [parser, "image:///bob/ubuntu", "image://default/bob/ubuntu"],
+    [parser, "image://another/bob/ubuntu", "image://another/bob/ubuntu"],
+    [parser, "reg.neu.ro/bob/ubuntu", "image://default/bob/ubuntu"],
+    [withOrg, "image:ubuntu", "image://default/test-org/test-project/ubuntu"],
+    [withOrg, "image://another/other-org/bob/ubuntu", "image://another/other-org/bob/ubuntu"],
+    [withOrg, "reg.neu.ro/test-org/bob/ubuntu", "image://default/test-org/bob/ubuntu"],
+    [withPort, "localhost:5000/bob/ubuntu", "image://test-cluster/bob/ubuntu"],
+    [parser, "ubuntu", "ubuntu"],
+    [parser, "ghcr.io/acme/tool", "ghcr.io/acme/tool"],
+    [parser, "localhost:5000/a/b", "localhost:5000/a/b"],
+  ];
+  for (const [p, text, printed] of remoteShapes) {
+    for (const end of [`@${DIGEST}`, `:v1@${DIGEST}`]) {
+      it(`remote ${text}${end}`, () => {
+        const image = p.parseRemote(text + end);
+        assert.equal(image.digest, DIGEST);
+        assert.equal(image.tag, end.startsWith(":") ? "v1" : undefined, "no tag is made up");
+        assert.equal(image.toString(), printed + end);
+        assert.deepEqual(p.parseRemote(image.toString()), image);
+        assert.deepEqual(p.parseRemote(image.asDockerUrl()), image);
+        assert.ok(image.asDockerUrl().endsWith(end));
+        assert.deepEqual(image.withTag(undefined).withDigest(undefined).digest, undefined);
+        assert.equal(image.withDigest(undefined).toString(), printed + end.replace(/@.*/, ""));
+      });
+    }
+  }
+
+  const localShapes: [ImageNameParser, string][] = [
+    [parser, "ubuntu"],
+    [parser, "library/ubuntu"],
+    [withPort, "localhost:5000/a/b"],
+    [parser, "reg.neu.ro/p/u"],
+  ];
+  for (const [p, text] of localShapes) {
+    for (const end of [`@${DIGEST}`, `:v1@${DIGEST}`]) {
+      it(`local ${text}${end}`, () => {
+        const image = parseLocalImage(text + end);
+        assert.equal(image.toString(), text + end);
+        assert.deepEqual(parseLocalImage(image.toString()), image);
+        assert.equal(image.digest, DIGEST);
+        // Pushed without a remote, the digest is not a target: it is dropped.
+        const remote = p.localToRemote(image);
+        assert.equal(remote.digest, undefined);
+        assert.equal(remote.tag, end.startsWith(":") ? "v1" : undefined);
+      });
+    }
+  }
+
+  it("a Tag may be named by a digest (tagInfo of an image asked for by digest)", () => {
+    assert.equal(new Tag(DIGEST, 3).name, DIGEST);
+    rejects(() => new Tag("sha256:1", 3), "sha256:1", /invalid digest/);
   });
 });
 

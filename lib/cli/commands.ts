@@ -6,14 +6,14 @@
 
 import { Buffer } from "node:buffer";
 import process from "node:process";
-import { ImagesError } from "../errors.ts";
+import { ImagesError, InvalidReferenceError } from "../errors.ts";
 import { printable } from "../printable.ts";
 import { Images } from "../images.ts";
 import type { LayerCompression } from "../copy/compress.ts";
 import { mapConcurrent } from "../copy/pool.ts";
 import { GZIP_ENGINE_CHOICES, type GzipEngineChoice } from "../copy/native_gzip.ts";
 import { parsePlatform } from "../oci/manifest.ts";
-import type { RemoteImage } from "../reference.ts";
+import type { LocalImage, RemoteImage, TagOption } from "../reference.ts";
 import { humanSize, shortImageUri } from "./format.ts";
 import { type CommandLine, expectArgs, intOption, UsageError } from "./options.ts";
 import { CliProgress, type ProgressMode } from "./progress_view.ts";
@@ -28,15 +28,42 @@ export async function runCommand(
   const out = (text: string) => process.stdout.write(text + "\n");
   const print = (data: unknown, text: string) => out(line.json ? JSON.stringify(data) : text);
   const current = { clusterName: line.cluster, orgName: line.org, owner: line.owner ?? "" };
-  const remote = (text: string, tagOption: "default" | "allow" | "deny" = "default") =>
-    images.parser.parseRemote(text, { tagOption });
+  const command = line.command!;
+  // A name that does not parse is a usage error (exit 2), like a bad option.
+  const remote = (text: string, tagOption: TagOption = "default") =>
+    asUsage(command, () => images.parser.parseRemote(text, { tagOption }));
+  const local = (text: string) => asUsage(command, () => images.parser.parseLocal(text));
+  // apolo's digest, rm, size and tags take an image: URI; a bare name would silently
+  // mean Docker Hub.
+  const platformImage = (text: string, tagOption: TagOption = "default") => {
+    const image = remote(text, tagOption);
+    if (!image.isPlatformImage) {
+      throw new UsageError(
+        `${command} needs an image: URI (image:NAME:TAG, image:/PROJECT/NAME:TAG or ` +
+          `image://CLUSTER/PROJECT/NAME:TAG); ${JSON.stringify(text)} names an image on ` +
+          `${image.domain}`,
+        command,
+      );
+    }
+    return image;
+  };
   switch (line.command) {
     case "push": {
       expectArgs(line, 1, 2, "LOCAL_IMAGE");
-      const local = images.parser.parseLocal(line.args[0]);
-      const target = line.args[1] ? remote(line.args[1]) : undefined;
+      const source = local(line.args[0]);
+      // Without a remote, the local name must make a platform one: a usage error if not.
+      const target = line.args[1]
+        ? remote(line.args[1])
+        : asUsage(command, () => images.parser.localToRemote(source));
+      if (target.digest !== undefined) {
+        throw new UsageError(
+          `cannot push to ${line.args[1]}: a push goes to a name and tag; a digest is ` +
+            "what a push produces, not a target",
+          command,
+        );
+      }
       const progress = makeProgress(line);
-      const pushed = await images.push(local, target, {
+      const pushed = await images.push(source, target, {
         input: line.options.input as string | undefined,
         progress,
         signal,
@@ -49,17 +76,30 @@ export async function runCommand(
     case "pull": {
       expectArgs(line, 1, 2, "REMOTE_IMAGE");
       const source = remote(line.args[0]);
-      const local = line.args[1] ? images.parser.parseLocal(line.args[1]) : undefined;
+      const destination = line.args[1] ? local(line.args[1]) : undefined;
+      if (destination?.digest !== undefined) {
+        throw new UsageError(
+          `cannot pull into ${line.args[1]}: a pulled image gets a name and tag; its digest ` +
+            "is what is written",
+          command,
+        );
+      }
       const format = line.options.format as string | undefined;
       if (format !== undefined && format !== "docker" && format !== "oci") {
         throw new UsageError("--format must be docker or oci", "pull");
       }
-      const platform = line.options.platform as string | undefined;
+      const platformText = line.options.platform as string | undefined;
+      let platform;
+      try {
+        platform = platformText ? parsePlatform(platformText) : undefined;
+      } catch (e) {
+        throw new UsageError(`--platform: ${(e as Error).message}`, command);
+      }
       const progress = makeProgress(line);
-      const pulled = await images.pull(source, local, {
+      const pulled = await images.pull(source, destination, {
         output: line.options.output as string | undefined,
         format,
-        platform: platform ? parsePlatform(platform) : undefined,
+        platform,
         progress,
         signal,
       });
@@ -69,19 +109,27 @@ export async function runCommand(
     }
     case "digest": {
       expectArgs(line, 1, 1, "IMAGE");
-      const digest = await images.digest(remote(line.args[0]));
+      const digest = await images.digest(platformImage(line.args[0]));
       print({ digest }, digest);
       return;
     }
     case "size": {
       expectArgs(line, 1, 1, "IMAGE");
-      const size = await images.size(remote(line.args[0]));
+      const size = await images.size(platformImage(line.args[0]));
       print({ size }, humanSize(size));
       return;
     }
     case "tags": {
       expectArgs(line, 1, 1, "IMAGE");
-      const tagged = await images.tags(remote(line.args[0], "deny"));
+      const image = platformImage(line.args[0], "allow");
+      if (image.tag !== undefined) {
+        throw new UsageError(
+          `tags lists a repository: give ${JSON.stringify(line.args[0])} without its tag ` +
+            "(with a digest, it lists the tags of that manifest)",
+          command,
+        );
+      }
+      const tagged = await images.tags(image);
       const long = line.options.long === true;
       // A few lookups at a time: one per tag at once would open thousands of requests.
       const sizes = long ? await mapConcurrent(tagged, 16, (t) => images.size(t), signal) : [];
@@ -101,6 +149,15 @@ export async function runCommand(
     case "ls": {
       expectArgs(line, 0, 0, "");
       let listed = await images.list(line.cluster);
+      // apolo's filters: the current org and project unless others or all are asked for.
+      if (line.options["all-orgs"] !== true) {
+        const orgs = new Set(line.orgs.length > 0 ? line.orgs : [line.org]);
+        listed = listed.filter((i) => orgs.has(i.orgName));
+      }
+      if (line.options["all-projects"] !== true) {
+        const projects = new Set(line.projects.length > 0 ? line.projects : [line.owner]);
+        listed = listed.filter((i) => projects.has(i.owner));
+      }
       const pattern = line.options.name as string | undefined;
       if (pattern !== undefined) {
         let regex: RegExp;
@@ -124,38 +181,59 @@ export async function runCommand(
       }
       return;
     }
-    case "rm":
+    case "rm": {
       expectArgs(line, 1, Infinity, "IMAGE");
-      for (const text of line.args) {
-        const removed = await removeImage(
-          images,
-          remote(text, "allow"),
-          line.options.force === true,
-        );
+      // Every name is checked before anything is deleted.
+      const targets = line.args.map((text) => {
+        const image = platformImage(text, "allow");
+        if (image.tag === undefined && image.digest === undefined) {
+          throw new UsageError(
+            `rm needs a tag or a digest: ${JSON.stringify(text)} names the whole repository ` +
+              "(image:NAME:TAG, or image:NAME@sha256:… for one manifest)",
+            command,
+          );
+        }
+        return image;
+      });
+      for (const image of targets) {
+        const removed = await removeImage(images, image, line.options.force === true);
         for (const r of removed) print(r, `Deleted ${r.image} (${r.digest})`);
       }
       return;
+    }
   }
 }
 
-/** Removes an image the way `apolo image rm` does; returns what went. */
+/** Runs `parse`, turning a name that does not parse into a usage error. */
+function asUsage<T extends RemoteImage | LocalImage>(command: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (e instanceof InvalidReferenceError) throw new UsageError(e.message, command);
+    throw e;
+  }
+}
+
+/**
+ * Removes an image the way `apolo image rm` does; returns what went. By digest: exactly
+ * that manifest (the tags pointing at it go with it). By tag (pinned or not): its
+ * manifest, refused when other tags share it unless `force`, which deletes them too.
+ */
 async function removeImage(
   images: Images,
   image: RemoteImage,
   force: boolean,
 ): Promise<{ image: string; digest: string }[]> {
-  const all = await images.tags(image.withTag(undefined as unknown as string));
-  const digests = new Map<string, string>();
-  for (const t of all) digests.set(t.tag!, await images.digest(t));
-  if (!image.tag) {
-    const unique = [...new Set(digests.values())];
-    for (const d of unique) await images.rm(image, d);
-    return [...digests].map(([tag, digest]) => ({ image: image.withTag(tag).toString(), digest }));
+  if (image.tag === undefined) {
+    const digest = image.digest!;
+    const tagged = await images.tags(image);
+    await images.rm(image, digest);
+    return [image, ...tagged].map((i) => ({ image: i.toString(), digest }));
   }
-  const digest = digests.get(image.tag) ?? await images.digest(image);
-  const sharing = [...digests].filter(([tag, d]) => d === digest && tag !== image.tag).map(([t]) =>
-    t
-  );
+  const digest = await images.digest(image);
+  const sharing = (await images.tags(image.withTag(undefined).withDigest(digest)))
+    .map((t) => t.tag!)
+    .filter((tag) => tag !== image.tag);
   if (sharing.length > 0 && !force) {
     throw new ImagesError(
       `${image} shares its manifest ${digest} with tag(s) ${sharing.join(", ")}; ` +
@@ -164,7 +242,8 @@ async function removeImage(
     );
   }
   await images.rm(image, digest);
-  return [image.tag, ...sharing].map((tag) => ({ image: image.withTag(tag).toString(), digest }));
+  const bare = image.withDigest(undefined);
+  return [image.tag, ...sharing].map((tag) => ({ image: bare.withTag(tag).toString(), digest }));
 }
 
 /** Builds the API object from the global options. */
@@ -173,7 +252,10 @@ async function openImages(line: CommandLine): Promise<Images> {
     throw new UsageError("no registry: pass --registry URL or set APOLO_REGISTRY", line.command);
   }
   if (!line.owner) {
-    throw new UsageError("no owner: pass --owner NAME or set APOLO_OWNER", line.command);
+    throw new UsageError(
+      "no project: pass --project NAME (or --owner NAME) or set APOLO_OWNER",
+      line.command,
+    );
   }
   let password = line.token;
   if (line.passwordStdin) password = (await readStdin()).replace(/\r?\n$/, "");
@@ -203,6 +285,8 @@ async function openImages(line: CommandLine): Promise<Images> {
     registries: { [line.cluster]: line.registry },
     clusterName: line.cluster,
     orgName: line.org,
+    // Orgs asked for by ls: their repositories read as <org>/<project>/<name>.
+    orgNames: line.orgs.length > 0 ? { [line.cluster]: line.orgs } : undefined,
     owner: line.owner,
     username: password !== undefined ? line.username : undefined,
     password,

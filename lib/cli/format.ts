@@ -40,7 +40,7 @@ export interface CurrentContext {
 
 /**
  * The shortest `image:` form of a platform image relative to the current cluster, org and
- * owner (`image:name:tag`, `image:/owner/name:tag`), else its full URI.
+ * owner (`image:name:tag`, `image:/owner/name:tag@sha256:…`), else its full URI.
  *
  * @example
  * ```ts ignore
@@ -51,7 +51,7 @@ export interface CurrentContext {
 export function shortImageUri(image: RemoteImage, current: CurrentContext): string {
   if (!image.owner || image.clusterName !== current.clusterName) return image.toString();
   if ((image.orgName ?? undefined) !== (current.orgName ?? undefined)) return image.toString();
-  const tag = image.tag ? `:${image.tag}` : "";
-  if (image.owner === current.owner) return `image:${image.name}${tag}`;
-  return `image:/${image.owner}/${image.name}${tag}`;
+  const end = (image.tag ? `:${image.tag}` : "") + (image.digest ? `@${image.digest}` : "");
+  if (image.owner === current.owner) return `image:${image.name}${end}`;
+  return `image:/${image.owner}/${image.name}${end}`;
 }

@@ -9,7 +9,8 @@ export const GLOBAL_HELP = `Global options:
   --registry URL       registry of the current cluster   [env APOLO_REGISTRY]
   --cluster NAME       current cluster (default "default") [env APOLO_CLUSTER]
   --org ORG            current organisation               [env APOLO_ORG]
-  --owner NAME         current owner (user or project)    [env APOLO_OWNER]
+  --project NAME       current project (owner of images)  [env APOLO_OWNER]
+  --owner NAME         the same as --project
   --username NAME      registry user name                 [env APOLO_USERNAME]
   --password-stdin     read the password or token from standard input
                        (or set APOLO_TOKEN; never pass secrets as arguments)
@@ -71,19 +72,25 @@ Examples:
   apolo-images pull --platform linux/arm64 image:app:1.0 app:arm --output ./layout/`,
   digest: `Usage: apolo-images digest IMAGE
 
-Print the digest of an image in the registry. The image name must contain a tag.
+Print the digest of an image in the registry. IMAGE is an image: URI with a tag
+("latest" if none), a digest (image:NAME@sha256:…, checked to exist), or both
+(image:NAME:TAG@sha256:…: the tag must be that digest in the registry).
 
 Examples:
   apolo-images digest image:myimage:latest
   apolo-images digest image:/other-project/alpine:shared`,
   rm: `Usage: apolo-images rm [-f] IMAGE...
 
-Remove images from the registry. A tag whose manifest other tags share is refused
-unless -f, which removes every tag pointing at it; an image without a tag loses all tags.
+Remove images from the registry. IMAGE is an image: URI with a tag or digest:
+image:NAME@sha256:… deletes exactly that manifest (and the tags pointing at
+it, no other); image:NAME:TAG deletes the tag's manifest, refused when other
+tags share it unless -f, which deletes them too. A tag pinned to a digest
+(image:NAME:TAG@sha256:…) must be that digest. A name with neither is refused.
 
 Examples:
   apolo-images rm image:myimage:latest
-  apolo-images rm -f image:/other-project/alpine:shared`,
+  apolo-images rm -f image:/other-project/alpine:shared
+  apolo-images rm image:myimage@sha256:<64 hex digits>`,
   ls: `Usage: apolo-images ls [-l] [--full-uri] [--cluster C] [-n REGEX]
 
 List images (repositories) in the registry.
@@ -92,20 +99,29 @@ Options:
   -l                 long format (with the docker URL)
   --full-uri         print full image URIs
   -n, --name REGEX   only images whose name matches
+  --project PROJECT  only images of this project (repeatable; default: the
+                     current project)
+  --all-projects     images of every project
+  --org ORG          only images of this org (repeatable; default: the current
+                     org)
+  --all-orgs         images of every org
 
 Examples:
   apolo-images ls
-  apolo-images ls -l -n '^app'`,
+  apolo-images ls -l -n '^app'
+  apolo-images ls --project other-project --project my-project`,
   tags: `Usage: apolo-images tags [-l] IMAGE
 
-List the tags of an image. -l adds sizes.
+List the tags of an image (an image: URI without a tag). With a digest
+(image:NAME@sha256:…), only the tags of that manifest. -l adds sizes.
 
 Examples:
   apolo-images tags image:myimage
   apolo-images tags -l image:/other-project/alpine`,
   size: `Usage: apolo-images size IMAGE
 
-Print the size of a tagged image (the sum of its compressed layers).
+Print the size of an image (the sum of its compressed layers), found by tag
+or digest as "digest" finds it.
 
 Examples:
   apolo-images size image:myimage:latest`,

@@ -31,6 +31,7 @@ const GLOBAL_OPTIONS = {
   cluster: { type: "string" },
   org: { type: "string" },
   owner: { type: "string" },
+  project: { type: "string" },
   username: { type: "string" },
   "password-stdin": { type: "boolean" },
   insecure: { type: "boolean" },
@@ -62,6 +63,11 @@ const COMMAND_OPTIONS = {
   digest: {},
   rm: { force: { type: "boolean", short: "f" } },
   ls: {
+    // apolo's filters: repeatable, the current org and project by default.
+    org: { type: "string", multiple: true },
+    "all-orgs": { type: "boolean" },
+    project: { type: "string", multiple: true },
+    "all-projects": { type: "boolean" },
     long: { type: "boolean", short: "l" },
     "full-uri": { type: "boolean" },
     name: { type: "string", short: "n" },
@@ -87,8 +93,12 @@ export interface CommandLine {
   cluster: string;
   /** Current org. */
   org?: string;
-  /** Current owner. */
+  /** Current owner (project): `--owner` or its apolo name `--project`. */
   owner?: string;
+  /** Every `--project` given (`ls` filters by them). */
+  projects: string[];
+  /** Every `--org` given (`ls` filters by them). */
+  orgs: string[];
   /** Registry user name. */
   username?: string;
   /** Read the password from stdin. */
@@ -193,14 +203,21 @@ export function parseCommandLine(
   } catch (e) {
     throw new UsageError((e as Error).message.replace(/\. To specify.*$/s, ""), command);
   }
-  const values = parsed.values as Record<string, string | boolean | undefined>;
+  const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
   const progress = (values.quiet ? "none" : values.progress ?? "auto") as string;
   if (!PROGRESS_MODES.includes(progress)) {
     throw new UsageError(`--progress must be one of ${PROGRESS_MODES.join(", ")}`, command);
   }
   const options: Record<string, string | boolean | undefined> = {};
   for (const key of Object.keys(command ? COMMAND_OPTIONS[command] : {})) {
-    options[key] = values[key];
+    const value = values[key];
+    if (!Array.isArray(value)) options[key] = value;
+  }
+  const projects = many(values.project);
+  const orgs = many(values.org);
+  const owner = str(values.owner);
+  if (owner !== undefined && command !== "ls" && projects.some((p) => p !== owner)) {
+    throw new UsageError("--project and --owner name the same thing: give one of them", command);
   }
   return {
     command,
@@ -208,8 +225,12 @@ export function parseCommandLine(
     options,
     registry: str(values.registry) ?? env.APOLO_REGISTRY,
     cluster: str(values.cluster) ?? env.APOLO_CLUSTER ?? "default",
-    org: str(values.org) ?? env.APOLO_ORG,
-    owner: str(values.owner) ?? env.APOLO_OWNER,
+    // With several (ls filters), the current org and project come from elsewhere.
+    org: (orgs.length === 1 ? orgs[0] : undefined) ?? env.APOLO_ORG,
+    owner: owner ?? (projects.length === 1 ? projects[0] : undefined) ?? env.APOLO_OWNER ??
+      projects[0],
+    projects,
+    orgs,
     username: str(values.username) ?? env.APOLO_USERNAME,
     passwordStdin: values["password-stdin"] === true,
     token: env.APOLO_TOKEN,
@@ -225,7 +246,7 @@ export function parseCommandLine(
 
 /** A positive number of seconds (fractions allowed), or undefined when not given. */
 function seconds(
-  value: string | boolean | undefined,
+  value: string | boolean | string[] | undefined,
   name: string,
   command: string | undefined,
 ): number | undefined {
@@ -237,8 +258,14 @@ function seconds(
   return n;
 }
 
-function str(value: string | boolean | undefined): string | undefined {
+function str(value: string | boolean | string[] | undefined): string | undefined {
   return typeof value === "string" ? value : undefined;
+}
+
+/** An option's values, whether it was declared repeatable or not. */
+function many(value: string | boolean | string[] | undefined): string[] {
+  if (Array.isArray(value)) return value;
+  return typeof value === "string" ? [value] : [];
 }
 
 /** Checks a command got between `min` and `max` positional arguments. */
