@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { FileHandle } from "node:fs/promises";
+import { type FileHandle, unlink } from "node:fs/promises";
 import { AbortedError, ImagesError } from "../errors.ts";
 import { CHUNK_SIZE, takeChunk } from "../chunk_pool.ts";
 import { noteGarbage } from "../gc.ts";
@@ -236,4 +236,23 @@ export function writeFailure(path: string, error: unknown): unknown {
   return new ImagesError(`writing ${path}: ${fsProblem(error)}`, "WRITE_FAILED", {
     cause: error,
   });
+}
+
+/**
+ * Removes the file at `path`, if it is there. Unlike `rm(path, { force: true })`, which
+ * looks at the file first (Deno: read access), this needs only write access, so a run
+ * allowed to write a folder but not to read it still cleans up after itself.
+ *
+ * @example
+ * ```ts
+ * import { removeFile } from "./file_io.ts";
+ * await removeFile("/tmp/nothing-here.tmp");
+ * ```
+ */
+export async function removeFile(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (e) {
+    if (errorCode(e) !== "ENOENT") throw e;
+  }
 }

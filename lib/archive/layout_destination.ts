@@ -31,7 +31,7 @@ import type { BlobInfo, ImageDestination, TransferOptions } from "../copy/ends.t
 import { checkDigest, DigestCounter, vouchedDigest } from "../oci/digest.ts";
 import { type Descriptor, MAX_MANIFEST_BYTES, parseManifest } from "../oci/manifest.ts";
 import { MediaType } from "../oci/media_types.ts";
-import { errorCode, fsProblem, rangeStream, readAt, writeAt } from "./file_io.ts";
+import { errorCode, fsProblem, rangeStream, readAt, removeFile, writeAt } from "./file_io.ts";
 import { ImageSet } from "./image_set.ts";
 import { blobPath, indexEntryName, inEntry, jsonBytes, OCI_LAYOUT_BYTES } from "./layout_files.ts";
 import { sameImageName } from "./names.ts";
@@ -48,7 +48,7 @@ async function removeIfEmpty(dir: string): Promise<boolean> {
     await rmdir(join(dir, "blobs"));
     const left = await readdir(dir);
     if (left.some((name) => name !== "oci-layout")) return false;
-    await rm(join(dir, "oci-layout"), { force: true });
+    await removeFile(join(dir, "oci-layout"));
     await rmdir(dir);
     return true;
   } catch {
@@ -132,9 +132,14 @@ export async function openOciLayoutDestination(dir: string): Promise<OciLayoutDe
     // Create it with a plain mkdir: of two processes creating it at once, only one
     // owns it (and may remove it on abort). Its oci-layout goes in first, so the other
     // one sees a layout being made, not a directory of something else.
-    parents = await mkdir(dirname(dir), { recursive: true });
     try {
-      await mkdir(dir);
+      // The parent only when missing: a run allowed to write only the layout's folder
+      // (Deno) must not touch the one above.
+      await mkdir(dir).catch(async (e) => {
+        if (errorCode(e) !== "ENOENT") throw e;
+        parents = await mkdir(dirname(dir), { recursive: true });
+        await mkdir(dir);
+      });
       created = true;
       await writeFile(join(dir, "oci-layout"), OCI_LAYOUT_BYTES, { flag: "wx" });
     } catch (e) {
@@ -322,7 +327,7 @@ export class OciLayoutDestination implements ImageDestination {
       return { mediaType: info.mediaType, digest, size: counter.size };
     } finally {
       await handle.close().catch(() => {});
-      await rm(temp, { force: true });
+      await removeFile(temp);
       this.#temps.delete(temp);
     }
   }
@@ -383,7 +388,7 @@ export class OciLayoutDestination implements ImageDestination {
       }
       await rename(temp, join(this.location, name));
     } finally {
-      await rm(temp, { force: true });
+      await removeFile(temp);
       this.#temps.delete(temp);
     }
   }
@@ -457,7 +462,7 @@ export class OciLayoutDestination implements ImageDestination {
   async abort(): Promise<void> {
     if (this.#state === "committed") return;
     this.#state = "aborted";
-    for (const temp of this.#temps) await rm(temp, { force: true });
+    for (const temp of this.#temps) await removeFile(temp);
     const added = this.#added;
     this.#added = [];
     if (added.length > 0) {
@@ -465,7 +470,7 @@ export class OciLayoutDestination implements ImageDestination {
         const used = await referencedBlobs(this.location).catch(() => undefined);
         if (!used) return; // an index.json we cannot read: keep the blobs rather than guess
         for (const blob of added) {
-          if (!used.has(`sha256:${basename(blob)}`)) await rm(blob, { force: true });
+          if (!used.has(`sha256:${basename(blob)}`)) await removeFile(blob);
         }
       }).catch(() => {});
     }

@@ -12,13 +12,14 @@
  */
 
 import { hostname } from "node:os";
-import { open, readFile, rm, stat } from "node:fs/promises";
+import { open, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { ImagesError } from "../errors.ts";
 import { digestHex, isDigest } from "../oci/digest.ts";
 import { type Descriptor, MAX_MANIFEST_BYTES, parseManifest } from "../oci/manifest.ts";
-import { errorCode, writeAt } from "./file_io.ts";
+import { allowed } from "../permissions.ts";
+import { errorCode, removeFile, writeAt } from "./file_io.ts";
 
 /** The lock file's name inside the layout. */
 export const LOCK_NAME = "index.json.lock";
@@ -28,6 +29,20 @@ export const LOCK_WAIT_MS = 60_000;
 export const LOCK_STALE_MS = 30_000;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * This machine's name, when the runtime gives it without asking (Deno needs
+ * `--allow-sys=hostname`, which a pull does not ask for): without it, a lock is judged
+ * abandoned by its age alone.
+ */
+function thisHost(): string | undefined {
+  if (!allowed({ name: "sys", kind: "hostname" })) return undefined;
+  try {
+    return hostname();
+  } catch {
+    return undefined;
+  }
+}
 
 /** Whether the lock at `path` (whose text is `text`) was left by a writer that is gone. */
 async function abandoned(path: string, text: string): Promise<boolean> {
@@ -40,8 +55,9 @@ async function abandoned(path: string, text: string): Promise<boolean> {
   if (age > LOCK_STALE_MS) return true;
   try {
     const owner = JSON.parse(text) as { pid?: unknown; host?: unknown };
-    if (owner.host !== hostname() || typeof owner.pid !== "number") return false;
-    if (owner.pid === process.pid) return false;
+    const host = thisHost();
+    if (host === undefined || owner.host !== host || typeof owner.pid !== "number") return false;
+    if (owner.pid === process.pid || !allowed({ name: "run" })) return false;
     try {
       process.kill(owner.pid, 0);
       return false;
@@ -79,7 +95,7 @@ export async function withLayoutLock<T>(dir: string, fn: () => Promise<T>): Prom
       if (await abandoned(path, text)) {
         // Break it only if it is still the lock judged abandoned.
         if ((await readFile(path, "utf8").catch(() => undefined)) === text) {
-          await rm(path, { force: true });
+          await removeFile(path);
         }
         continue;
       }
@@ -96,18 +112,18 @@ export async function withLayoutLock<T>(dir: string, fn: () => Promise<T>): Prom
       continue;
     }
     try {
-      const owner = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+      const owner = { pid: process.pid, host: thisHost(), since: new Date().toISOString() };
       await writeAt(handle, 0, new TextEncoder().encode(JSON.stringify(owner)));
     } catch (e) {
       await handle.close().catch(() => {});
-      await rm(path, { force: true });
+      await removeFile(path);
       throw e;
     }
     await handle.close();
     try {
       return await fn();
     } finally {
-      await rm(path, { force: true });
+      await removeFile(path);
     }
   }
 }

@@ -12,10 +12,10 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, rm, statfs } from "node:fs/promises";
-import { ImagesError } from "../errors.ts";
+import { type FileHandle, open, rename, statfs } from "node:fs/promises";
 import { basename, dirname } from "node:path";
-import { rangeStream, writeAt } from "./file_io.ts";
+import { ImagesError } from "../errors.ts";
+import { rangeStream, removeFile, writeAt } from "./file_io.ts";
 import { removeDeadTemps, tempName } from "./temp_files.ts";
 import {
   BLOCK_SIZE,
@@ -393,7 +393,7 @@ export class TarWriter {
     let size = 0;
     const drop = async (): Promise<void> => {
       await handle.close().catch(() => {});
-      await rm(spoolPath, { force: true });
+      await removeFile(spoolPath);
       this.#spools.delete(spoolPath);
     };
     try {
@@ -510,10 +510,10 @@ export class TarWriter {
       this.#closed = true;
       await this.#handle.close().catch(() => {});
     }
-    await rm(this.tempPath, { force: true });
+    await removeFile(this.tempPath);
     for (const [spool, handle] of [...this.#spools]) {
       await handle.close().catch(() => {});
-      await rm(spool, { force: true });
+      await removeFile(spool);
     }
     this.#spools.clear();
   }

@@ -13,6 +13,7 @@ import { readdir, rm, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import { allowed } from "../permissions.ts";
 
 /** Temporary files untouched this long are taken as abandoned whoever wrote them. */
 export const TEMP_STALE_MS = 60 * 60 * 1000;
@@ -26,10 +27,14 @@ let host: string | undefined;
  */
 function hostTag(): string {
   if (host === undefined) {
-    try {
-      host = createHash("sha256").update(hostname()).digest("hex").slice(0, 8);
-    } catch {
-      host = UNKNOWN_HOST;
+    host = UNKNOWN_HOST;
+    // Asked only when granted already: Deno is never made to prompt for it.
+    if (allowed({ name: "sys", kind: "hostname" })) {
+      try {
+        host = createHash("sha256").update(hostname()).digest("hex").slice(0, 8);
+      } catch {
+        // unknown
+      }
     }
   }
   return host;
@@ -93,6 +98,7 @@ export async function removeDeadTemps(dir: string, name = ""): Promise<number> {
 /** Whether process `pid` surely does not exist on this host (unknown counts as existing). */
 function processGone(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  if (!allowed({ name: "run" })) return false; // Deno without --allow-run: cannot ask
   try {
     process.kill(pid, 0);
     return false;

@@ -5,6 +5,7 @@
  */
 
 import { Buffer } from "node:buffer";
+import { resolve } from "node:path";
 import process from "node:process";
 import { ImagesError, InvalidReferenceError } from "../errors.ts";
 import { printable } from "../printable.ts";
@@ -14,9 +15,18 @@ import { mapConcurrent } from "../copy/pool.ts";
 import { GZIP_ENGINE_CHOICES, type GzipEngineChoice } from "../copy/native_gzip.ts";
 import { parsePlatform } from "../oci/manifest.ts";
 import type { LocalImage, RemoteImage, TagOption } from "../reference.ts";
+import type { UploadMode } from "../registry/mod.ts";
 import { humanSize, shortImageUri } from "./format.ts";
 import { type CommandLine, expectArgs, intOption, UsageError } from "./options.ts";
 import { CliProgress, type ProgressMode } from "./progress_view.ts";
+import { defaultCacheDir } from "../copy/blob_cache.ts";
+import { defaultStorePath } from "../store.ts";
+import {
+  cacheUsable,
+  requireInputAccess,
+  requireOutputAccess,
+  requireRegistryAccess,
+} from "./grants.ts";
 
 /** Runs the parsed command, printing its result on stdout. */
 export async function runCommand(
@@ -62,15 +72,30 @@ export async function runCommand(
           command,
         );
       }
-      const progress = makeProgress(line);
-      const pushed = await images.push(source, target, {
-        input: line.options.input as string | undefined,
-        progress,
-        signal,
-        suspend,
-      });
-      progress.finish();
-      print({ image: pushed.toString() }, pushed.toString());
+      const input = (line.options.input as string | undefined) ?? defaultStorePath();
+      requireInputAccess(input);
+      const progress = makeProgress(line, signal);
+      try {
+        const pushed = await images.push(source, target, {
+          input: line.options.input as string | undefined,
+          progress,
+          signal,
+          suspend,
+        });
+        // The digest costs one request: only for those who asked for data.
+        const digest = wantsResult(line) ? await images.digest(pushed) : undefined;
+        const result = {
+          image: pushed.toString(),
+          digest,
+          local: source.toString(),
+          input: resolve(input),
+          bytesSent: progress.bytesMoved,
+        };
+        progress.finish(result);
+        print(result, pushed.toString());
+      } finally {
+        progress.finish();
+      }
       return;
     }
     case "pull": {
@@ -95,16 +120,30 @@ export async function runCommand(
       } catch (e) {
         throw new UsageError(`--platform: ${(e as Error).message}`, command);
       }
-      const progress = makeProgress(line);
-      const pulled = await images.pull(source, destination, {
-        output: line.options.output as string | undefined,
-        format,
-        platform,
-        progress,
-        signal,
-      });
-      progress.finish();
-      print({ image: pulled.toString() }, pulled.toString());
+      const output = line.options.output as string | undefined;
+      requireOutputAccess(output ?? defaultStorePath());
+      const progress = makeProgress(line, signal);
+      try {
+        const pulled = await images.pull(source, destination, {
+          output,
+          format,
+          platform,
+          progress,
+          signal,
+        });
+        const digest = wantsResult(line) ? await images.digest(source) : undefined;
+        const result = {
+          image: pulled.toString(),
+          digest,
+          remote: source.toString(),
+          output: resolve(output ?? defaultStorePath()),
+          bytesReceived: progress.bytesMoved,
+        };
+        progress.finish(result);
+        print(result, pulled.toString());
+      } finally {
+        progress.finish();
+      }
       return;
     }
     case "digest": {
@@ -246,6 +285,8 @@ async function removeImage(
   return [image.tag, ...sharing].map((tag) => ({ image: bare.withTag(tag).toString(), digest }));
 }
 
+const UPLOAD_MODES: string[] = ["auto", "streaming", "chunked", "monolithic"];
+
 /** Builds the API object from the global options. */
 async function openImages(line: CommandLine): Promise<Images> {
   if (!line.registry) {
@@ -279,6 +320,20 @@ async function openImages(line: CommandLine): Promise<Images> {
   if (gzipEngine !== undefined && compression === "zstd") {
     throw new UsageError("--gzip-engine applies to gzip, not --compression zstd", line.command);
   }
+  requireRegistryAccess(line.registry);
+  // Without read and write of the cache folder (Deno), no cache: asked, never prompted.
+  const cacheDir = usableCacheDir();
+  if (line.options.resumable === true && cacheDir === false) {
+    throw new ImagesError(
+      "--resumable keeps upload sessions in the cache folder, which Deno may not use: run it " +
+        `with --allow-read and --allow-write of ${cacheFolderName()}`,
+      "PERMISSION_DENIED",
+    );
+  }
+  const uploadMode = line.options["upload-mode"] as string | undefined;
+  if (uploadMode !== undefined && !UPLOAD_MODES.includes(uploadMode)) {
+    throw new UsageError(`--upload-mode must be one of ${UPLOAD_MODES.join(", ")}`, line.command);
+  }
   const zstd = compression === "zstd";
   const compressionLevel = intOption(line, "compression-level", 1, zstd ? 19 : 9);
   return new Images({
@@ -296,6 +351,8 @@ async function openImages(line: CommandLine): Promise<Images> {
     compressionLevel,
     concurrency: intOption(line, "concurrency", 1, 32),
     resumableUploads: line.options.resumable === true,
+    uploadMode: uploadMode as UploadMode | undefined,
+    cacheDir,
     gzipEngine: gzipEngine as GzipEngineChoice | undefined,
     ...(line.stallTimeoutSeconds !== undefined
       ? {
@@ -307,16 +364,45 @@ async function openImages(line: CommandLine): Promise<Images> {
   });
 }
 
+/** The cache folder if it may be used, else false (no cache). */
+function usableCacheDir(): string | false {
+  try {
+    const dir = defaultCacheDir();
+    return cacheUsable(dir) ? dir : false;
+  } catch {
+    return false; // no HOME nor XDG_CACHE_HOME: no cache
+  }
+}
+
+function cacheFolderName(): string {
+  try {
+    return defaultCacheDir();
+  } catch {
+    return "$XDG_CACHE_HOME/apolo-images";
+  }
+}
+
 async function readStdin(): Promise<string> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Uint8Array);
   return new TextDecoder().decode(Buffer.concat(chunks));
 }
 
-function makeProgress(line: CommandLine): CliProgress {
+/** Whether the result is printed as data (`--json`, `--progress json`). */
+function wantsResult(line: CommandLine): boolean {
+  return line.json || line.progress === "json";
+}
+
+/** The progress display; it stops (drawn in its last state) when the run is cancelled. */
+function makeProgress(line: CommandLine, signal: AbortSignal): CliProgress {
   let mode: ProgressMode = line.progress === "auto"
     ? (process.stderr.isTTY ? "tty" : "plain")
     : line.progress;
   if (line.json && line.progress === "auto") mode = "none";
-  return new CliProgress(mode, { write: (t) => process.stderr.write(t) });
+  const progress = new CliProgress(mode, {
+    write: (t) => process.stderr.write(t),
+    columns: () => process.stderr.columns,
+  });
+  signal.addEventListener("abort", () => progress.finish(), { once: true });
+  return progress;
 }

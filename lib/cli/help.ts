@@ -24,6 +24,7 @@ export const GLOBAL_HELP = `Global options:
                        give up a request whose network is silent this long
                        (default 30 for an answer, 60 for a body)
   -h, --help           show help
+  --version            print the version
 Without --username/APOLO_USERNAME, credentials come from Docker's config.json
 (DOCKER_CONFIG or ~/.docker) for the registry host.`;
 
@@ -47,13 +48,17 @@ gzip runs on the fastest engine that loads: the system's ISA-L (libisal.so.2), e
 libdeflate (libdeflate.so.0), else zlib. Under Deno the native ones need --allow-ffi.
 
 Options:
-  --input PATH                 archive or layout to read
-  --resumable                  keep upload sessions so a stopped push can resume
+  --input PATH                 archive or layout to read (default: the local store)
+  --resumable                  keep upload sessions so a stopped push can resume (default off)
   --compression gzip|zstd      compression of uncompressed layers (default gzip)
   --compression-level N        gzip 1-9 (ISA-L 1-3; default: the engine's own), zstd 1-19
+                               (default 3)
   --gzip-engine auto|isal|libdeflate|zlib
                                what compresses gzip (default auto: the first that runs)
-  --concurrency N              layers at once (default 3)
+  --concurrency N              layers at once, 1-32 (default 3)
+  --upload-mode auto|streaming|chunked|monolithic
+                               how blobs are sent (default auto: streaming, falling back
+                               to chunked, then monolithic, for registries that refuse)
 
 Examples:
   apolo-images push --input app.tar app:1.0
@@ -66,6 +71,14 @@ Pull an image from the registry. --output x.tar writes an archive that \`docker 
 \`podman load\` accept (default format docker) or an OCI archive (--format oci); a directory
 (existing, or ending in /) becomes an OCI layout. Without --output, the local store.
 
+Options:
+  --output PATH                archive or layout to write (default: the local store,
+                               $APOLO_IMAGES_STORE or $XDG_DATA_HOME/apolo-images/store)
+  --format docker|oci          format of an archive (default docker; a layout is OCI)
+  --platform OS/ARCH[/VARIANT] which image of a multi-platform one (default: this
+                               machine's, e.g. linux/amd64)
+  --concurrency N              layers at once, 1-32 (default 3)
+
 Examples:
   apolo-images pull image:app:1.0 --output app.tar
   apolo-images pull --format oci image:/other-project/alpine:shared --output alpine.oci.tar
@@ -75,6 +88,8 @@ Examples:
 Print the digest of an image in the registry. IMAGE is an image: URI with a tag
 ("latest" if none), a digest (image:NAME@sha256:…, checked to exist), or both
 (image:NAME:TAG@sha256:…: the tag must be that digest in the registry).
+
+Options: only the global ones.
 
 Examples:
   apolo-images digest image:myimage:latest
@@ -87,6 +102,9 @@ it, no other); image:NAME:TAG deletes the tag's manifest, refused when other
 tags share it unless -f, which deletes them too. A tag pinned to a digest
 (image:NAME:TAG@sha256:…) must be that digest. A name with neither is refused.
 
+Options:
+  -f, --force        remove every tag sharing the manifest (default off)
+
 Examples:
   apolo-images rm image:myimage:latest
   apolo-images rm -f image:/other-project/alpine:shared
@@ -96,15 +114,16 @@ Examples:
 List images (repositories) in the registry.
 
 Options:
-  -l                 long format (with the docker URL)
-  --full-uri         print full image URIs
-  -n, --name REGEX   only images whose name matches
+  -l, --long         long format, with the docker URL (default off)
+  --full-uri         print full image URIs (default: short, relative to the
+                     project)
+  -n, --name REGEX   only images whose name matches (default: all)
   --project PROJECT  only images of this project (repeatable; default: the
                      current project)
-  --all-projects     images of every project
+  --all-projects     images of every project (default off)
   --org ORG          only images of this org (repeatable; default: the current
                      org)
-  --all-orgs         images of every org
+  --all-orgs         images of every org (default off)
 
 Examples:
   apolo-images ls
@@ -113,7 +132,10 @@ Examples:
   tags: `Usage: apolo-images tags [-l] IMAGE
 
 List the tags of an image (an image: URI without a tag). With a digest
-(image:NAME@sha256:…), only the tags of that manifest. -l adds sizes.
+(image:NAME@sha256:…), only the tags of that manifest.
+
+Options:
+  -l, --long         add each tag's size (default off)
 
 Examples:
   apolo-images tags image:myimage
@@ -122,6 +144,8 @@ Examples:
 
 Print the size of an image (the sum of its compressed layers), found by tag
 or digest as "digest" finds it.
+
+Options: only the global ones.
 
 Examples:
   apolo-images size image:myimage:latest`,

@@ -1,8 +1,8 @@
 /**
  * The `apolo-images` command line: `apolo image` commands without a Docker daemon.
  *
- * Run it with `deno run -A jsr:@apolo/images/cli --help`, or `deno task cli --help`
- * in the repository.
+ * Run it with `deno run jsr:@apolo/images/cli --help` (help needs no permission; README
+ * lists the few each command needs), or `deno task cli --help` in the repository.
  *
  * @example
  * ```ts ignore
@@ -17,8 +17,11 @@ import process from "node:process";
 import { ImagesError } from "../errors.ts";
 import { printable } from "../printable.ts";
 import { runCommand } from "./commands.ts";
-import { COMMAND_HELP, MAIN_HELP } from "./help.ts";
+import { COMMAND_HELP, GLOBAL_HELP, MAIN_HELP } from "./help.ts";
 import { parseCommandLine, UsageError } from "./options.ts";
+import { isPermissionRefusal, requirePermissions } from "../permissions.ts";
+import { VERSION } from "../version.ts";
+import { uploadCancellations } from "../registry/upload_session.ts";
 
 /** Exit code of a run cancelled by Ctrl-C, as shells report SIGINT. */
 export const EXIT_ABORTED = 130;
@@ -42,34 +45,55 @@ export async function main(args: string[]): Promise<number> {
   const onInterrupt = () => {
     // The first Ctrl-C cancels cleanly; a second one leaves at once.
     if (++interrupts > 1) process.exit(EXIT_ABORTED);
-    abort.abort(new ImagesError("interrupted", "ABORTED"));
+    abort.abort(new ImagesError("interrupted", "ABORTED")); // the live display stops first
+    noteCancelling();
   };
   process.on("SIGINT", onInterrupt);
   const suspend = new AbortController();
   let resumable = false;
+  let pushing = false;
+  // Requests in flight finish (up to 30 s) so their sessions can be cancelled: say so.
+  const noteCancelling = () => {
+    if (pushing) {
+      process.stderr.write(
+        "\napolo-images: cancelling the uploads in flight (a second Ctrl-C quits at once)\n",
+      );
+    }
+  };
   const onTerminate = () => {
     if (++interrupts > 1) process.exit(EXIT_TERMINATED);
     suspend.abort(new ImagesError("terminated", "SUSPENDED"));
-    if (!resumable) abort.abort(new ImagesError("terminated", "ABORTED"));
+    if (!resumable) {
+      abort.abort(new ImagesError("terminated", "ABORTED"));
+      noteCancelling();
+    }
   };
   process.on("SIGTERM", onTerminate);
   let deadline: ReturnType<typeof setTimeout> | undefined;
   let timedOut = "";
   try {
+    // Help and version need nothing: not even the environment (Deno: no --allow-env).
+    const bare = parseCommandLine(args, {});
+    if (bare.version) {
+      process.stdout.write(`apolo-images ${VERSION}\n`);
+      return 0;
+    }
+    if (bare.help) {
+      const help = bare.command ? `${COMMAND_HELP[bare.command]}\n\n${GLOBAL_HELP}` : MAIN_HELP;
+      process.stdout.write(help + "\n");
+      return 0;
+    }
+    requirePermissions([{ name: "env" }], "the environment (APOLO_*, HOME, XDG_*, DOCKER_CONFIG)");
     const line = parseCommandLine(args, process.env);
     debug = line.debug;
     if (line.timeoutSeconds !== undefined) {
-      const ms = Math.round(line.timeoutSeconds * 1000);
       deadline = setTimeout(() => {
         timedOut = `timed out after ${line.timeoutSeconds} s (--timeout)`;
         abort.abort(new ImagesError(timedOut, "TIMEOUT"));
-      }, ms);
+      }, Math.round(line.timeoutSeconds * 1000));
     }
-    resumable = line.command === "push" && line.options.resumable === true;
-    if (line.help) {
-      process.stdout.write((line.command ? COMMAND_HELP[line.command] : MAIN_HELP) + "\n");
-      return 0;
-    }
+    pushing = line.command === "push";
+    resumable = pushing && line.options.resumable === true;
     const work = runCommand(line, abort.signal, suspend.signal);
     if (line.command === "push" || line.command === "pull") {
       await work; // they stop on the signal themselves, after rolling back
@@ -101,7 +125,8 @@ export async function main(args: string[]): Promise<number> {
       return 1;
     }
     if (abort.signal.aborted) {
-      process.stderr.write("apolo-images: interrupted; nothing was left half-written\n");
+      const how = suspend.signal.aborted ? "terminated" : "interrupted";
+      process.stderr.write(`apolo-images: ${how}; ${whatWasCancelled()}\n`);
       return suspend.signal.aborted ? EXIT_TERMINATED : EXIT_ABORTED;
     }
     if (error instanceof UsageError) {
@@ -109,7 +134,8 @@ export async function main(args: string[]): Promise<number> {
       return 2;
     }
     const message = error instanceof Error ? error.message : String(error);
-    const known = error instanceof ImagesError;
+    // Deno refusing what it was not granted says which flag is missing: a known error
+    const known = error instanceof ImagesError || isPermissionRefusal(error);
     // One line, whatever a registry put in the message (escape sequences, newlines).
     process.stderr.write(
       `apolo-images: ${known ? "" : "unexpected error: "}${printable(message, 4000)}\n`,
@@ -122,6 +148,19 @@ export async function main(args: string[]): Promise<number> {
     process.off("SIGINT", onInterrupt);
     process.off("SIGTERM", onTerminate);
   }
+}
+
+/** What an interrupted run undid: the upload sessions it cancelled, or could not. */
+function whatWasCancelled(): string {
+  const { cancelled, refused } = uploadCancellations();
+  const sessions = (n: number) => `${n} upload session${n === 1 ? "" : "s"}`;
+  const parts = [];
+  if (cancelled > 0) parts.push(`cancelled ${sessions(cancelled)} at the registry`);
+  if (refused > 0) {
+    parts.push(`could not cancel ${sessions(refused)} (the registry purges them later)`);
+  }
+  parts.push("nothing was left half-written");
+  return parts.join("; ");
 }
 
 if (import.meta.main) {

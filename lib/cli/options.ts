@@ -42,6 +42,7 @@ const GLOBAL_OPTIONS = {
   timeout: { type: "string" },
   "stall-timeout": { type: "string" },
   help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
 } as const;
 
 /** Options of each command. */
@@ -53,6 +54,7 @@ const COMMAND_OPTIONS = {
     concurrency: { type: "string" },
     resumable: { type: "boolean" },
     "gzip-engine": { type: "string" },
+    "upload-mode": { type: "string" },
   },
   pull: {
     output: { type: "string" },
@@ -78,6 +80,20 @@ const COMMAND_OPTIONS = {
 
 /** A command's name. */
 export type CommandName = keyof typeof COMMAND_OPTIONS;
+
+/**
+ * The long names of the options `command` takes, its own and the global ones (what its
+ * `--help` must list).
+ *
+ * @example
+ * ```ts
+ * import { optionNames } from "./options.ts";
+ * console.log(optionNames("tags")); // [ "long", "registry", … ]
+ * ```
+ */
+export function optionNames(command: CommandName): string[] {
+  return [...Object.keys(COMMAND_OPTIONS[command]), ...Object.keys(GLOBAL_OPTIONS)];
+}
 
 /** A parsed command line. */
 export interface CommandLine {
@@ -119,6 +135,8 @@ export interface CommandLine {
   stallTimeoutSeconds?: number;
   /** Show help and stop. */
   help: boolean;
+  /** Print the version and stop. */
+  version: boolean;
 }
 
 const PROGRESS_MODES = ["auto", "tty", "plain", "json", "none"];
@@ -240,7 +258,8 @@ export function parseCommandLine(
     debug: values.debug === true,
     timeoutSeconds: seconds(values.timeout, "timeout", command),
     stallTimeoutSeconds: seconds(values["stall-timeout"], "stall-timeout", command),
-    help: values.help === true || command === undefined,
+    version: values.version === true,
+    help: values.help === true || (command === undefined && values.version !== true),
   };
 }
 

@@ -11,6 +11,7 @@
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { homeDirectory } from "../home.ts";
+import { allowed } from "../permissions.ts";
 import { join } from "node:path";
 import process from "node:process";
 import { ImagesError } from "../errors.ts";
@@ -177,6 +178,8 @@ interface DockerConfig {
 }
 
 async function readDockerConfig(file: string): Promise<DockerConfig | undefined> {
+  // Deno without read permission for it: as if there were no config (asked, not prompted)
+  if (!allowed({ name: "read", path: file })) return undefined;
   let text: string;
   try {
     text = await readFile(file, "utf8");

@@ -98,6 +98,126 @@ export class RegistryConnectionError extends RegistryError {
   }
 }
 
+/** Why a registry cannot be reached in a way no retry cures. */
+export type UnreachableCode =
+  | "TLS_MISMATCH"
+  | "TLS_CERTIFICATE"
+  | "CONNECTION_REFUSED"
+  | "HOST_NOT_FOUND";
+
+/**
+ * The registry cannot be reached, and trying again would not help: TLS spoken to a port
+ * that answers plain HTTP, a certificate refused, a port nobody listens on, a host name
+ * that does not resolve (see {@linkcode unreachableError}). Not retried.
+ *
+ * @example
+ * ```ts
+ * import { RegistryUnreachableError } from "./errors.ts";
+ * const e = new RegistryUnreachableError("ping: 127.0.0.1:5000 refused the connection", "CONNECTION_REFUSED");
+ * console.log(e.code); // CONNECTION_REFUSED
+ * ```
+ */
+export class RegistryUnreachableError extends RegistryError {
+  /**
+   * Creates the error.
+   *
+   * @param message the operation and what went wrong
+   * @param code why
+   * @param cause the runtime's error
+   */
+  constructor(message: string, code: UnreachableCode, cause?: unknown) {
+    super(message, { cause }, code);
+  }
+}
+
+/**
+ * The text of a failed `fetch`, its causes included (Deno's `fetch failed` keeps the
+ * reason in its cause), without the URL Deno repeats (its query may hold upload state).
+ *
+ * @example
+ * ```ts
+ * import { fetchFailureText } from "./errors.ts";
+ * const e = new TypeError("fetch failed", { cause: new Error("tcp connect error: Connection refused") });
+ * fetchFailureText(e); // "tcp connect error: Connection refused"
+ * ```
+ */
+export function fetchFailureText(error: unknown): string {
+  const texts: string[] = [];
+  for (let e = error, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    const { message, code } = e as { message?: unknown; code?: unknown };
+    let text = String(message ?? e).split("\n")[0];
+    text = text.replace(/error sending request for url \([^)]*\):\s*/i, "");
+    if (typeof code === "string" && code !== "" && !text.includes(code)) text = `${code}: ${text}`;
+    if (text !== "" && !/^fetch failed$/i.test(text)) texts.push(text);
+    e = (e as { cause?: unknown }).cause;
+  }
+  return (texts.at(-1) ?? "connection failed").slice(0, 300);
+}
+
+/** rustls' names for certificate problems, in words. */
+const CERTIFICATE_PROBLEMS: [RegExp, string][] = [
+  [/UnknownIssuer|self.signed|UNABLE_TO_(GET_ISSUER|VERIFY)/i, "issued by an unknown authority"],
+  [/CaUsedAsEndEntity/i, "a CA certificate used as the server's own (self-signed?)"],
+  [/NotValidForName|Hostname.*mismatch|ERR_TLS_CERT_ALTNAME/i, "not valid for this host name"],
+  [/Expired|CERT_HAS_EXPIRED/i, "expired"],
+  [/NotValidYet|CERT_NOT_YET_VALID/i, "not valid yet"],
+  [/Revoked/i, "revoked"],
+];
+
+/**
+ * A failed `fetch` that no retry cures, as a {@linkcode RegistryUnreachableError}, or
+ * undefined (a transient failure, to retry). `firstContact`: the host never answered
+ * this process; a refusal or an unknown name is then final, while a host that answered
+ * before and now refuses is taken as restarting.
+ *
+ * @example
+ * ```ts
+ * import { unreachableError } from "./errors.ts";
+ * const e = Object.assign(new TypeError("ECONNREFUSED"), { code: "ECONNREFUSED" });
+ * unreachableError(e, new URL("http://127.0.0.1:5999/v2/"), "ping", true)?.code; // "CONNECTION_REFUSED"
+ * ```
+ */
+export function unreachableError(
+  error: unknown,
+  url: URL,
+  operation: string,
+  firstContact: boolean,
+): RegistryUnreachableError | undefined {
+  const reason = fetchFailureText(error);
+  const port = url.port || (url.protocol === "https:" ? "443" : "80");
+  const where = `${url.hostname}:${port}`;
+  const fail = (problem: string, code: UnreachableCode) =>
+    new RegistryUnreachableError(`${operation}: ${problem}`, code, error);
+  if (
+    url.protocol === "https:" &&
+    /InvalidContentType|corrupt message|wrong.version.number|EPROTO|speak TLS/i.test(reason)
+  ) {
+    return fail(
+      `${where} does not speak TLS (is it a plain-HTTP registry? then give its URL as ` +
+        `http://${where})`,
+      "TLS_MISMATCH",
+    );
+  }
+  if (/certificate|CERT_|self.signed/i.test(reason)) {
+    const words = CERTIFICATE_PROBLEMS.find(([pattern]) => pattern.test(reason))?.[1];
+    return fail(
+      `the TLS certificate of ${where} was refused: ${words ? `${words} (${reason})` : reason}`,
+      "TLS_CERTIFICATE",
+    );
+  }
+  if (!firstContact) return undefined;
+  if (/ECONNREFUSED|connection refused/i.test(reason)) {
+    return fail(
+      `${where} refused the connection (is the registry running, and on this port?)`,
+      "CONNECTION_REFUSED",
+    );
+  }
+  if (/ENOTFOUND|dns error|name or service not known|EAI_NONAME/i.test(reason)) {
+    return fail(`host ${url.hostname} not found (${reason})`, "HOST_NOT_FOUND");
+  }
+  return undefined;
+}
+
 /**
  * The network went silent for the stall timeout in the middle of a body. Retried once
  * without progress at most: a registry that stalls twice in a row at the same place

@@ -11,7 +11,13 @@
 
 import { AbortedError, ImagesError } from "../errors.ts";
 import { isLoopbackHost, resolveLocation } from "./endpoint.ts";
-import { RegistryConnectionError, RegistryError, StalledError } from "./errors.ts";
+import {
+  fetchFailureText,
+  RegistryConnectionError,
+  RegistryError,
+  StalledError,
+  unreachableError,
+} from "./errors.ts";
 
 /**
  * A request body: bytes (can be sent again) or a stream (sent once).
@@ -227,6 +233,8 @@ class TimeoutSignal extends Error {
  */
 export class HttpTransport {
   readonly #fetch: typeof fetch;
+  /** Whether the registry ever answered: a refusal then means a restart, not a wrong port. */
+  #answered = false;
   /**
    * Whether a streamed body's chunks may be freed once the next is asked for: true
    * with the runtime's own `fetch` (see {@linkcode HttpTransportOptions.fetch}).
@@ -401,6 +409,7 @@ export class HttpTransport {
       throw this.#failure(controller.signal, e, request.operation, method, url);
     }
     disarm();
+    this.#answered = true;
     this.log(
       `${method} ${show(url)} -> ${response.status} (${
         Math.round(performance.now() - started)
@@ -430,7 +439,9 @@ export class HttpTransport {
         return reason.stall ? new StalledError(message) : new RegistryConnectionError(message);
       }
     }
-    const message = e instanceof Error ? e.message : String(e);
+    const final = unreachableError(e, url, `${operation}: ${method} ${show(url)}`, !this.#answered);
+    if (final) return final;
+    const message = fetchFailureText(e);
     const name = (e as { name?: string }).name;
     if (name === "NotCapable" || name === "PermissionDenied") {
       // Deno without --allow-net for this host: no retry can help
@@ -451,7 +462,7 @@ function describeFailure(signal: AbortSignal, e: unknown): string {
     if (reason instanceof AbortedError) return "aborted";
     if (reason instanceof TimeoutSignal) return reason.what;
   }
-  return firstLine(e instanceof Error ? e.message : String(e));
+  return fetchFailureText(e);
 }
 
 /** Request headers whose values are credentials: shown as `<scheme> <redacted>`. */

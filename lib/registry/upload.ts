@@ -17,7 +17,7 @@
  * @module
  */
 
-import { DigestMismatchError, ImagesError } from "../errors.ts";
+import { AbortedError, DigestMismatchError, ImagesError } from "../errors.ts";
 import { checkDigest } from "../oci/digest.ts";
 import { headBlob } from "./blobs.ts";
 import { checkRepository, withQuery } from "./endpoint.ts";
@@ -29,7 +29,7 @@ import {
   RegistryError,
 } from "./errors.ts";
 import type { HttpResponse } from "./http.ts";
-import type { RegistryHttp } from "./request.ts";
+import type { RegistryHttp, RegistryRequest } from "./request.ts";
 import { backoffDelay, RETRYABLE_STATUSES, sleep } from "./retry.ts";
 import { type BlobSource, SourceCursor } from "./source_cursor.ts";
 import {
@@ -295,6 +295,54 @@ export async function uploadBlob(
   return await new BlobUpload(http, policy, repo, source, options).run();
 }
 
+/** How long a cancelled upload lets its request in flight finish, ms. */
+export const CANCEL_GRACE_MS = 30_000;
+
+/**
+ * `body`, ended cleanly (not failed) once `signal` aborts: the request carrying it then
+ * completes with the bytes sent so far and gets its answer. A read failing after the
+ * abort (the source closing) ends it too.
+ */
+function endsOnAbort(
+  body: ReadableStream<Uint8Array>,
+  signal: AbortSignal,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let end = () => {};
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      end = () => {
+        try {
+          controller.close();
+        } catch {
+          // closed already
+        }
+      };
+      if (signal.aborted) end();
+      else signal.addEventListener("abort", end, { once: true });
+    },
+    async pull(controller) {
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await reader.read();
+      } catch (e) {
+        if (signal.aborted) return end();
+        signal.removeEventListener("abort", end);
+        throw e;
+      }
+      if (signal.aborted) return; // ended: these bytes stay unsent
+      if (result.done) {
+        signal.removeEventListener("abort", end);
+        controller.close();
+      } else controller.enqueue(result.value);
+    },
+    cancel(reason) {
+      signal.removeEventListener("abort", end);
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
 class BlobUpload {
   readonly #http: RegistryHttp;
   readonly #policy: UploadPolicy;
@@ -357,6 +405,7 @@ class BlobUpload {
           await this.#options.resume?.forget();
           return stored;
         } catch (e) {
+          this.#stopIfAborted();
           if (e instanceof Refused && this.#chunkedForResume) {
             // Chunks were our choice, not the registry's: stream, and learn nothing.
             this.#log(`chunked upload refused (${e.error.message}); streaming (not resumable)`);
@@ -586,6 +635,36 @@ class BlobUpload {
     return this.#cursor.failure !== undefined;
   }
 
+  /** Throws the abort once the upload was cancelled (after a request it let finish). */
+  #stopIfAborted(): void {
+    if (this.#options.signal?.aborted) throw new AbortedError(this.#operation);
+  }
+
+  /**
+   * Sends a request carrying the blob's bytes. A cancel does not cut it: a streamed body
+   * is ended where it stands and a byte body finishes (for at most
+   * {@linkcode CANCEL_GRACE_MS}), so the registry answers with the session's latest state,
+   * which the cancel (`DELETE`) needs: distribution refuses a stale one ("upload resumed
+   * at wrong offset") and keeps the bytes it received.
+   */
+  async #sendBytes(request: Omit<RegistryRequest, "signal">): Promise<HttpResponse> {
+    const cancel = this.#options.signal;
+    if (cancel?.aborted) throw new AbortedError(this.#operation);
+    const hard = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const onCancel = () => timer = setTimeout(() => hard.abort(), CANCEL_GRACE_MS);
+    cancel?.addEventListener("abort", onCancel, { once: true });
+    const body = request.body instanceof ReadableStream && cancel
+      ? endsOnAbort(request.body, cancel)
+      : request.body;
+    try {
+      return await this.#http.send({ ...request, body, signal: hard.signal });
+    } finally {
+      cancel?.removeEventListener("abort", onCancel);
+      clearTimeout(timer);
+    }
+  }
+
   /** The rest of the source as a streamed request body. */
   #body(): ReadableStream<Uint8Array> {
     return this.#cursor.stream(
@@ -600,7 +679,7 @@ class BlobUpload {
     const body = this.#body();
     let res: HttpResponse;
     try {
-      res = await this.#http.send({
+      res = await this.#sendBytes({
         method: "PATCH",
         url: session.location,
         headers: { "content-type": "application/octet-stream" },
@@ -608,7 +687,6 @@ class BlobUpload {
         scopes: this.#scopes(),
         operation: this.#operation,
         retry: false,
-        signal: this.#options.signal,
       });
     } catch (e) {
       if (this.#sourceFailed()) throw this.#cursor.failure;
@@ -619,6 +697,7 @@ class BlobUpload {
     if (res.ok) {
       await res.discard();
       if (res.headers.has("location")) session.location = locationOf(res, this.#operation);
+      this.#stopIfAborted();
       const sent = this.#cursor.position;
       const end = rangeEnd(res.headers.get("range"));
       if (this.#cursor.ended && (end === undefined || end === sent || (end === 0 && sent === 1))) {
@@ -715,7 +794,7 @@ class BlobUpload {
       const end = offset + chunk.byteLength;
       let res: HttpResponse;
       try {
-        res = await this.#http.send({
+        res = await this.#sendBytes({
           method: "PATCH",
           url: this.#session!.location,
           headers: {
@@ -726,7 +805,6 @@ class BlobUpload {
           scopes: this.#scopes(),
           operation: this.#operation,
           retry: false,
-          signal: this.#options.signal,
         });
       } catch (e) {
         if (!(e instanceof RegistryConnectionError)) throw e;
@@ -743,6 +821,7 @@ class BlobUpload {
       }
       await res.discard();
       if (res.headers.has("location")) this.#session!.location = locationOf(res, this.#operation);
+      this.#stopIfAborted();
       const got = rangeEnd(res.headers.get("range"));
       if (got !== undefined && got !== end && !(got === 0 && end === 1)) {
         await this.#failed(
@@ -781,7 +860,7 @@ class BlobUpload {
     }
     let res: HttpResponse;
     try {
-      res = await this.#http.send({
+      res = await this.#sendBytes({
         method: "PUT",
         url: withQuery(session.location, "digest", digest),
         headers: { "content-type": "application/octet-stream" },
@@ -789,7 +868,6 @@ class BlobUpload {
         scopes: this.#scopes(),
         operation: this.#operation,
         retry: body instanceof Uint8Array,
-        signal: this.#options.signal,
         headersTimeoutMs: this.#policy.commitTimeoutMs,
       });
     } catch (e) {
@@ -799,6 +877,8 @@ class BlobUpload {
       if (await this.#exists(digest)) return await this.#storedAnyway(digest);
       throw new Restart(`the connection failed: ${e.message}`);
     }
+    if (res.ok) this.#session = undefined; // committed: no session left to cancel
+    else this.#stopIfAborted(); // the body was cut short: the registry drops the session
     if (!(body instanceof Uint8Array)) {
       const sent = this.#checkedDigest();
       if (sent !== digest) throw new DigestMismatchError(this.#what, digest, sent);

@@ -8,7 +8,7 @@
 
 import { AbortedError, ImagesError } from "../errors.ts";
 import { resolveLocation } from "./endpoint.ts";
-import { errorFromResponse, RegistryConnectionError } from "./errors.ts";
+import { errorFromResponse, readOciErrors, RegistryConnectionError } from "./errors.ts";
 import type { HttpResponse } from "./http.ts";
 import type { RegistryHttp } from "./request.ts";
 
@@ -197,6 +197,24 @@ export async function sessionStatus(
   };
 }
 
+/** Upload sessions this process cancelled, and those it could not (see {@linkcode uploadCancellations}). */
+const cancellations = { cancelled: 0, refused: 0 };
+
+/**
+ * How many upload sessions this process has cancelled at registries so far, and how
+ * many it could not (left for the registry to purge), e.g. for a command line to say
+ * what an interrupted push left.
+ *
+ * @example
+ * ```ts
+ * import { uploadCancellations } from "./upload_session.ts";
+ * const { cancelled, refused } = uploadCancellations();
+ * ```
+ */
+export function uploadCancellations(): { cancelled: number; refused: number } {
+  return { ...cancellations };
+}
+
 /** Attempts at cancelling a session, and the pauses between them (ms). */
 const CANCEL_PAUSES = [100, 400];
 /**
@@ -235,8 +253,17 @@ export async function cancelSession(
         headersTimeoutMs: Math.max(100, deadline - Date.now()),
         signal: AbortSignal.timeout(Math.max(100, deadline - Date.now())),
       });
-      await res.discard();
-      http.transport.log(`${operation}: upload session cancelled (${res.status})`);
+      // 404 BLOB_UPLOAD_UNKNOWN: gone already; any other refusal (distribution's 404
+      // BLOB_UPLOAD_INVALID for a stale state) leaves it open with its bytes.
+      const codes = res.ok ? [] : (await readOciErrors(res.toResponse())).map((e) => e.code);
+      if (res.ok) await res.discard();
+      const gone = res.ok || codes.includes("BLOB_UPLOAD_UNKNOWN");
+      cancellations[gone ? "cancelled" : "refused"]++;
+      http.transport.log(
+        `${operation}: upload session ${gone ? "cancelled" : "not cancelled"} (${res.status}${
+          codes.length ? " " + codes.join(", ") : ""
+        })`,
+      );
       return;
     } catch (e) {
       const again = e instanceof RegistryConnectionError && attempt < CANCEL_PAUSES.length &&
@@ -246,7 +273,10 @@ export async function cancelSession(
           (e as Error).message
         }`,
       );
-      if (!again) return;
+      if (!again) {
+        cancellations.refused++;
+        return;
+      }
       await new Promise((resolve) => setTimeout(resolve, CANCEL_PAUSES[attempt]));
     }
   }

@@ -14,14 +14,29 @@ const CLI = fileURLToPath(new URL("../../lib/cli/main.ts", import.meta.url));
 /** Whether the tests run under Bun. */
 export const isBun: boolean = "Bun" in globalThis;
 
-/** Runs `apolo-images ...args`; never throws on a non-zero exit. */
+/**
+ * The command running `apolo-images`: the runtime and its arguments. On Deno it gets
+ * `permissions` (Deno's flags, default `-A`); Bun has no permissions and runs the same
+ * command line without them.
+ */
+export function cliCommand(permissions: string[] = ["-A"]): string[] {
+  return isBun
+    ? [process.execPath, CLI]
+    : [process.execPath, "run", ...permissions, "--quiet", CLI];
+}
+
+/**
+ * Runs `apolo-images ...args` (granted only `permissions` on Deno, default all); never
+ * throws on a non-zero exit.
+ */
 export async function runCli(
   args: string[],
   env: Record<string, string> = {},
   input?: string,
+  permissions?: string[],
 ): Promise<RunResult> {
-  const command = isBun ? [CLI] : ["run", "-A", "--quiet", CLI];
-  return await run(process.execPath, [...command, ...args], {
+  const [runtime, ...command] = cliCommand(permissions);
+  return await run(runtime, [...command, ...args], {
     env: { NO_COLOR: "1", ...env },
     check: false,
     input,
@@ -41,16 +56,18 @@ export interface RunningCli {
 }
 
 /**
- * Starts `apolo-images ...args` in a child process and returns at once, so a test can
+ * Starts `apolo-images ...args` (granted only `permissions` on Deno, default all) in a
+ * child process and returns at once, so a test can
  * watch it and signal it while it runs.
  */
 export function startCli(
   args: string[],
   env: Record<string, string> = {},
   input?: string,
+  permissions?: string[],
 ): RunningCli {
-  const command = isBun ? [CLI] : ["run", "-A", "--quiet", CLI];
-  const child = spawn(process.execPath, [...command, ...args], {
+  const [runtime, ...command] = cliCommand(permissions);
+  const child = spawn(runtime, [...command, ...args], {
     env: { ...process.env, NO_COLOR: "1", ...env },
     stdio: ["pipe", "pipe", "pipe"],
   });

@@ -96,7 +96,16 @@ function htpasswdLine(user: string, password: string): string {
   return execFileSync("htpasswd", ["-Bbn", user, password], { encoding: "utf8" }).trim();
 }
 
-function makeCertificate(dir: string): { keyFile: string; certFile: string } {
+/**
+ * A key and a self-signed certificate made by `openssl` in `dir` (for the token service's
+ * signatures, or for a TLS server a test must see refused), with `extensions` such as
+ * `["-addext", "subjectAltName=IP:127.0.0.1"]`.
+ */
+export function makeCertificate(
+  dir: string,
+  subject = "/CN=test-token-issuer",
+  extensions: string[] = [],
+): { keyFile: string; certFile: string } {
   const keyFile = join(dir, "token.key");
   const certFile = join(dir, "token.crt");
   execFileSync("openssl", [
@@ -112,7 +121,8 @@ function makeCertificate(dir: string): { keyFile: string; certFile: string } {
     "-days",
     "2",
     "-subj",
-    "/CN=test-token-issuer",
+    subject,
+    ...extensions,
   ], { stdio: "ignore" });
   return { keyFile, certFile };
 }
