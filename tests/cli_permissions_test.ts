@@ -198,7 +198,7 @@ describe("least-privilege matrix (docker-registry)", () => {
       [["--allow-env"], ["ls"], new RegExp(`run it with --allow-net=${registry.host}$`, "m")],
       [
         [net, "--allow-env"],
-        ["push", "--input", images.dockerArchive, images.name],
+        ["push", "--input", images.dockerArchive, images.name, "image:app:denied"],
         /--allow-read=/,
       ],
       [[net, "--allow-env", `--allow-write=${out}`], [
