@@ -61,6 +61,7 @@ export {
   RegistryError,
   RegistryNotFoundError,
   RepositoryNotFoundError,
+  StalledError,
   TooManyRequestsError,
   UnsupportedError,
 } from "./lib/registry/errors.ts";

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { registryAvailable, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
 import { startCli } from "./helpers/cli.ts";
@@ -222,6 +222,9 @@ describe("upload records", () => {
       });
       const text = await readFile(records.path(key), "utf8");
       assert.doesNotMatch(text, /secret/);
+      // Locations may be pre-signed URLs: only their owner may read them.
+      assert.equal((await stat(records.path(key))).mode & 0o777, 0o600);
+      assert.equal((await stat(join(dir, "uploads"))).mode & 0o777, 0o700);
       assert.equal(await records.load({ ...key, settings: "zstd-3" }), undefined);
       await records.remove(key);
       assert.equal(await records.load(key), undefined);

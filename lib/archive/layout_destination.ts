@@ -12,8 +12,8 @@
  * @module
  */
 
-import { randomBytes } from "node:crypto";
-import { basename, dirname } from "node:path";
+import { createHash } from "node:crypto";
+import { basename, dirname, resolve } from "node:path";
 import {
   mkdir,
   open,
@@ -31,31 +31,65 @@ import type { BlobInfo, ImageDestination, TransferOptions } from "../copy/ends.t
 import { checkDigest, DigestCounter, vouchedDigest } from "../oci/digest.ts";
 import { type Descriptor, MAX_MANIFEST_BYTES, parseManifest } from "../oci/manifest.ts";
 import { MediaType } from "../oci/media_types.ts";
-import { errorCode, fsProblem, readAt, removeFile, writeAt } from "./file_io.ts";
+import { errorCode, fsProblem, rangeStream, readAt, removeFile, writeAt } from "./file_io.ts";
 import { ImageSet } from "./image_set.ts";
 import { blobPath, indexEntryName, inEntry, jsonBytes, OCI_LAYOUT_BYTES } from "./layout_files.ts";
 import { sameImageName } from "./names.ts";
+import { removeDeadTemps, tempName } from "./temp_files.ts";
 import { referencedBlobs, withLayoutLock } from "./layout_lock.ts";
 
 /**
  * Removes a layout directory this writer created, if nothing but its own empty
  * skeleton is left in it (another process may have written into it meanwhile).
  */
-async function removeIfEmpty(dir: string): Promise<void> {
+async function removeIfEmpty(dir: string): Promise<boolean> {
   try {
     await rmdir(join(dir, "blobs", "sha256"));
     await rmdir(join(dir, "blobs"));
     const left = await readdir(dir);
-    if (left.some((name) => name !== "oci-layout")) return;
+    if (left.some((name) => name !== "oci-layout")) return false;
     await removeFile(join(dir, "oci-layout"));
     await rmdir(dir);
+    return true;
   } catch {
     // not empty, or gone: leave it
+    return false;
   }
 }
 
-function tempName(): string {
-  return `.tmp-${randomBytes(8).toString("hex")}`;
+/**
+ * Removes the folders above `dir` up to `first` (the first one a recursive `mkdir`
+ * created), deepest first, as long as they are empty: a failed run leaves no folder
+ * it made. Another process's files in one of them stop it there.
+ */
+async function removeEmptyParents(dir: string, first: string | undefined): Promise<void> {
+  if (first === undefined) return;
+  const top = resolve(first);
+  for (let at = dirname(resolve(dir)); at.length >= top.length; at = dirname(at)) {
+    try {
+      await rmdir(at);
+    } catch {
+      return;
+    }
+    if (at === top) return;
+  }
+}
+
+/** `sha256:<hex>` of a file's first `size` bytes, read a chunk at a time. */
+async function fileDigest(path: string, size: number): Promise<string> {
+  const handle = await open(path, "r");
+  try {
+    const hash = createHash("sha256");
+    const reader = rangeStream(handle, 0, size).getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      hash.update(value);
+    }
+    return `sha256:${hash.digest("hex")}`;
+  } finally {
+    await handle.close();
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -81,6 +115,8 @@ async function exists(path: string): Promise<boolean> {
  */
 export async function openOciLayoutDestination(dir: string): Promise<OciLayoutDestination> {
   let created = false;
+  /** The first of the folders above `dir` this call created, if it created any. */
+  let parents: string | undefined;
   if (await exists(dir)) {
     const info = await stat(dir);
     if (!info.isDirectory()) throw new ArchiveError(dir, undefined, "is not a directory");
@@ -101,18 +137,30 @@ export async function openOciLayoutDestination(dir: string): Promise<OciLayoutDe
       // (Deno) must not touch the one above.
       await mkdir(dir).catch(async (e) => {
         if (errorCode(e) !== "ENOENT") throw e;
-        await mkdir(dirname(dir), { recursive: true });
+        parents = await mkdir(dirname(dir), { recursive: true });
         await mkdir(dir);
       });
       created = true;
       await writeFile(join(dir, "oci-layout"), OCI_LAYOUT_BYTES, { flag: "wx" });
     } catch (e) {
       if (created) await rm(dir, { recursive: true, force: true });
+      await removeEmptyParents(dir, parents);
       if (errorCode(e) !== "EEXIST" || created) throw e;
+      parents = undefined;
     }
   }
-  await checkBlobsDirectory(dir, created);
-  return new OciLayoutDestination(dir, created);
+  try {
+    await checkBlobsDirectory(dir, created);
+  } catch (e) {
+    if (created) await removeEmptyParents(dir, parents);
+    throw e;
+  }
+  if (!created) {
+    // Blobs and index files a killed run left half-written.
+    await removeDeadTemps(join(dir, "blobs", "sha256"));
+    await removeDeadTemps(dir);
+  }
+  return new OciLayoutDestination(dir, created, created ? parents : undefined);
 }
 
 /**
@@ -161,15 +209,17 @@ export class OciLayoutDestination implements ImageDestination {
   /** The layout directory. */
   readonly location: string;
   #created: boolean;
+  #parents?: string;
   #added: string[] = [];
   #temps = new Set<string>();
   #images: ImageSet;
   #state: "open" | "committed" | "aborted" = "open";
 
   /** Use {@linkcode openOciLayoutDestination}. */
-  constructor(dir: string, created: boolean) {
+  constructor(dir: string, created: boolean, parents?: string) {
     this.location = dir;
     this.#created = created;
+    this.#parents = parents;
     this.#images = new ImageSet(dir);
   }
 
@@ -192,9 +242,13 @@ export class OciLayoutDestination implements ImageDestination {
    */
   async hasBlob(descriptor: Descriptor): Promise<boolean> {
     checkDigest(descriptor.digest, `blob for ${this.location}`);
+    const path = join(this.location, blobPath(descriptor.digest));
     try {
-      const info = await stat(join(this.location, blobPath(descriptor.digest)));
-      return info.isFile() && info.size === descriptor.size;
+      const info = await stat(path);
+      if (!info.isFile() || info.size !== descriptor.size) return false;
+      // The right size is not the right content (a damaged or planted file): it is
+      // hashed again before being relied on, as a downloaded blob is hashed anyway.
+      return await fileDigest(path, info.size) === descriptor.digest;
     } catch (e) {
       if (errorCode(e) === "ENOENT") return false;
       throw e;
@@ -264,10 +318,12 @@ export class OciLayoutDestination implements ImageDestination {
         throw new DigestMismatchError(what, info.digest, digest);
       }
       const final = join(this.location, blobPath(digest));
-      if (!(await exists(final))) {
-        await rename(temp, final);
-        this.#added.push(final);
-      }
+      // Renamed over what is there, if anything: a file of other content under this
+      // name (hasBlob said no) is replaced; one of the same content, written meanwhile
+      // by another process, is replaced by equal bytes.
+      const existed = await exists(final);
+      await rename(temp, final);
+      if (!existed) this.#added.push(final);
       return { mediaType: info.mediaType, digest, size: counter.size };
     } finally {
       await handle.close().catch(() => {});
@@ -418,6 +474,8 @@ export class OciLayoutDestination implements ImageDestination {
         }
       }).catch(() => {});
     }
-    if (this.#created) await removeIfEmpty(this.location);
+    if (this.#created && await removeIfEmpty(this.location)) {
+      await removeEmptyParents(this.location, this.#parents);
+    }
   }
 }

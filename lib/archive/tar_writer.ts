@@ -4,7 +4,7 @@
  * An entry whose size is known up front is *reserved*: its header is written at once
  * and it gets a slot with its own positional writer, so several downloads can stream
  * into their final place in the archive at the same time. Entries of unknown size are
- * spooled to a temporary file first. The archive is written to `<path>.tmp-<random>`
+ * spooled to a temporary file first. The archive is written to `<path>.tmp-<pid>-<random>`
  * and renamed onto `path` only by {@linkcode TarWriter.commit}; {@linkcode TarWriter.abort}
  * removes the temporary file and leaves any previous file in place.
  *
@@ -12,8 +12,11 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename } from "node:fs/promises";
+import { type FileHandle, open, rename, statfs } from "node:fs/promises";
+import { basename, dirname } from "node:path";
+import { ImagesError } from "../errors.ts";
 import { rangeStream, removeFile, writeAt } from "./file_io.ts";
+import { removeDeadTemps, tempName } from "./temp_files.ts";
 import {
   BLOCK_SIZE,
   encodePaxRecords,
@@ -68,6 +71,9 @@ export interface SpooledFile {
   /** Removes the spool file without appending it. */
   discard(): Promise<void>;
 }
+
+/** Reservations from this size on are weighed against the free space first. */
+const SPACE_CHECK_BYTES = 64 * 1024 * 1024;
 
 function randomSuffix(): string {
   return randomBytes(6).toString("hex");
@@ -126,8 +132,8 @@ export class TarWriter {
   }
 
   /**
-   * Creates `<path>.tmp-<random>` and returns a writer for it; `path` is untouched
-   * until `commit`.
+   * Creates `<path>.tmp-<pid>-<random>` and returns a writer for it; `path` is untouched
+   * until `commit`. Temporary files of `path` that a killed run left are removed first.
    *
    * @example
    * ```ts
@@ -137,9 +143,35 @@ export class TarWriter {
    * ```
    */
   static async create(path: string, options: TarWriterOptions = {}): Promise<TarWriter> {
-    const tempPath = `${path}.tmp-${randomSuffix()}`;
+    // What a killed run left beside `path` goes first; the name tells the next run ours.
+    await removeDeadTemps(dirname(path), basename(path));
+    const tempPath = path + tempName();
     const handle = await open(tempPath, "wx", 0o644);
     return new TarWriter(path, tempPath, handle, options.mtime ?? 0);
+  }
+
+  /**
+   * Refuses a reservation the file system cannot hold: a declared size (a manifest's
+   * word) is weighed against the free space before any room is made for it, so a
+   * hostile 1 TiB layer fails at once instead of after a sparse 1 TiB file was made.
+   */
+  async #checkSpace(name: string, size: number): Promise<void> {
+    let free: number;
+    try {
+      const fs = await statfs(dirname(this.tempPath));
+      free = Number(fs.bavail) * Number(fs.bsize);
+    } catch {
+      return; // cannot tell: the writes will say
+    }
+    let owed = size;
+    for (const slot of this.#pending) owed += slot.size - slot.written;
+    if (owed > free) {
+      throw new ImagesError(
+        `writing ${this.path}: ${name} is declared as ${size} bytes; with the entries still ` +
+          `to come that is ${owed} bytes, more than the ${free} bytes free`,
+        "NO_SPACE",
+      );
+    }
   }
 
   /** Bytes the archive holds so far, reserved space included. */
@@ -207,6 +239,7 @@ export class TarWriter {
    */
   async reserve(name: string, size: number, options: TarEntryOptions = {}): Promise<TarSlot> {
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid size ${size}`);
+    if (size >= SPACE_CHECK_BYTES) await this.#checkSpace(name, size);
     const dataOffset = await this.#place({
       name: entryName(name),
       size,

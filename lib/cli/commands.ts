@@ -8,8 +8,10 @@ import { Buffer } from "node:buffer";
 import { resolve } from "node:path";
 import process from "node:process";
 import { ImagesError, InvalidReferenceError } from "../errors.ts";
+import { printable } from "../printable.ts";
 import { Images } from "../images.ts";
 import type { LayerCompression } from "../copy/compress.ts";
+import { mapConcurrent } from "../copy/pool.ts";
 import { GZIP_ENGINE_CHOICES, type GzipEngineChoice } from "../copy/native_gzip.ts";
 import { parsePlatform } from "../oci/manifest.ts";
 import type { LocalImage, RemoteImage, TagOption } from "../reference.ts";
@@ -168,7 +170,8 @@ export async function runCommand(
       }
       const tagged = await images.tags(image);
       const long = line.options.long === true;
-      const sizes = long ? await Promise.all(tagged.map((t) => images.size(t))) : [];
+      // A few lookups at a time: one per tag at once would open thousands of requests.
+      const sizes = long ? await mapConcurrent(tagged, 16, (t) => images.size(t), signal) : [];
       if (line.json) {
         print(tagged.map((t, i) => ({ image: t.toString(), tag: t.tag, size: sizes[i] })), "");
       } else {
@@ -351,7 +354,13 @@ async function openImages(line: CommandLine): Promise<Images> {
     uploadMode: uploadMode as UploadMode | undefined,
     cacheDir,
     gzipEngine: gzipEngine as GzipEngineChoice | undefined,
-    log: line.debug ? (l) => process.stderr.write(`debug: ${l}\n`) : undefined,
+    ...(line.stallTimeoutSeconds !== undefined
+      ? {
+        connectTimeoutMs: line.stallTimeoutSeconds * 1000,
+        stallTimeoutMs: line.stallTimeoutSeconds * 1000,
+      }
+      : {}),
+    log: line.debug ? (l) => process.stderr.write(`debug: ${printable(l, 4000)}\n`) : undefined,
   });
 }
 

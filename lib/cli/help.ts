@@ -19,6 +19,10 @@ export const GLOBAL_HELP = `Global options:
   -q, --quiet          no progress
   --json               print data as JSON (sizes in bytes)
   --debug              show stack traces and HTTP requests (credentials redacted)
+  --timeout SECONDS    give up after this long in all (exit 1; nothing half-written)
+  --stall-timeout SECONDS
+                       give up a request whose network is silent this long
+                       (default 30 for an answer, 60 for a body)
   -h, --help           show help
   --version            print the version
 Without --username/APOLO_USERNAME, credentials come from Docker's config.json

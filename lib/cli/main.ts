@@ -15,6 +15,7 @@
 
 import process from "node:process";
 import { ImagesError } from "../errors.ts";
+import { printable } from "../printable.ts";
 import { runCommand } from "./commands.ts";
 import { COMMAND_HELP, GLOBAL_HELP, MAIN_HELP } from "./help.ts";
 import { parseCommandLine, UsageError } from "./options.ts";
@@ -68,6 +69,8 @@ export async function main(args: string[]): Promise<number> {
     }
   };
   process.on("SIGTERM", onTerminate);
+  let deadline: ReturnType<typeof setTimeout> | undefined;
+  let timedOut = "";
   try {
     // Help and version need nothing: not even the environment (Deno: no --allow-env).
     const bare = parseCommandLine(args, {});
@@ -83,6 +86,12 @@ export async function main(args: string[]): Promise<number> {
     requirePermissions([{ name: "env" }], "the environment (APOLO_*, HOME, XDG_*, DOCKER_CONFIG)");
     const line = parseCommandLine(args, process.env);
     debug = line.debug;
+    if (line.timeoutSeconds !== undefined) {
+      deadline = setTimeout(() => {
+        timedOut = `timed out after ${line.timeoutSeconds} s (--timeout)`;
+        abort.abort(new ImagesError(timedOut, "TIMEOUT"));
+      }, Math.round(line.timeoutSeconds * 1000));
+    }
     pushing = line.command === "push";
     resumable = pushing && line.options.resumable === true;
     const work = runCommand(line, abort.signal, suspend.signal);
@@ -111,6 +120,10 @@ export async function main(args: string[]): Promise<number> {
       );
       return EXIT_TERMINATED;
     }
+    if (timedOut && !interrupts) {
+      process.stderr.write(`apolo-images: ${timedOut}; nothing was left half-written\n`);
+      return 1;
+    }
     if (abort.signal.aborted) {
       const how = suspend.signal.aborted ? "terminated" : "interrupted";
       process.stderr.write(`apolo-images: ${how}; ${whatWasCancelled()}\n`);
@@ -123,11 +136,15 @@ export async function main(args: string[]): Promise<number> {
     const message = error instanceof Error ? error.message : String(error);
     // Deno refusing what it was not granted says which flag is missing: a known error
     const known = error instanceof ImagesError || isPermissionRefusal(error);
-    process.stderr.write(`apolo-images: ${known ? "" : "unexpected error: "}${message}\n`);
+    // One line, whatever a registry put in the message (escape sequences, newlines).
+    process.stderr.write(
+      `apolo-images: ${known ? "" : "unexpected error: "}${printable(message, 4000)}\n`,
+    );
     if (debug && error instanceof Error && error.stack) process.stderr.write(error.stack + "\n");
     else if (!known) process.stderr.write("(run with --debug for details)\n");
     return 1;
   } finally {
+    clearTimeout(deadline);
     process.off("SIGINT", onInterrupt);
     process.off("SIGTERM", onTerminate);
   }

@@ -39,6 +39,8 @@ const GLOBAL_OPTIONS = {
   quiet: { type: "boolean", short: "q" },
   json: { type: "boolean" },
   debug: { type: "boolean" },
+  timeout: { type: "string" },
+  "stall-timeout": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
 } as const;
@@ -127,6 +129,10 @@ export interface CommandLine {
   json: boolean;
   /** Stack traces and request logs. */
   debug: boolean;
+  /** Overall deadline of the command, seconds. */
+  timeoutSeconds?: number;
+  /** Longest silence of the network in one request, seconds. */
+  stallTimeoutSeconds?: number;
   /** Show help and stop. */
   help: boolean;
   /** Print the version and stop. */
@@ -250,9 +256,25 @@ export function parseCommandLine(
     progress: progress as ProgressMode | "auto",
     json: values.json === true,
     debug: values.debug === true,
+    timeoutSeconds: seconds(values.timeout, "timeout", command),
+    stallTimeoutSeconds: seconds(values["stall-timeout"], "stall-timeout", command),
     version: values.version === true,
     help: values.help === true || (command === undefined && values.version !== true),
   };
+}
+
+/** A positive number of seconds (fractions allowed), or undefined when not given. */
+function seconds(
+  value: string | boolean | string[] | undefined,
+  name: string,
+  command: string | undefined,
+): number | undefined {
+  if (typeof value !== "string") return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0 || n > 7 * 24 * 3600) {
+    throw new UsageError(`--${name} must be a number of seconds above 0`, command);
+  }
+  return n;
 }
 
 function str(value: string | boolean | string[] | undefined): string | undefined {

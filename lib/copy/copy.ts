@@ -21,6 +21,7 @@ import {
 } from "../oci/manifest.ts";
 import { layerMediaType, MediaType } from "../oci/media_types.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
+import { printableList } from "../printable.ts";
 import type { BlobCache } from "./blob_cache.ts";
 import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
 import {
@@ -150,6 +151,9 @@ export function shortId(digest: string): string {
   return digest.replace(/^sha256:/, "").slice(0, 12);
 }
 
+/** The deepest nesting of indexes followed: an index in an index in an index. */
+export const MAX_INDEX_DEPTH = 3;
+
 const encoder = new TextEncoder();
 
 /** One copy in progress: holds the options so the steps below stay short. */
@@ -181,36 +185,66 @@ class Copier {
       return await this.#copyManifest(descriptor, bytes, parsed.manifest, name);
     }
     const wanted = this.#options.platform ?? hostPlatform();
-    if (wanted === "all") return await this.#copyIndex(descriptor, bytes, parsed.index, name);
-    const child = findPlatform(parsed.index.manifests, wanted);
+    if (wanted === "all") return await this.#copyIndex(descriptor, bytes, parsed.index, name, 1);
+    return await this.#copyPlatform(parsed.index, wanted, name, 1);
+  }
+
+  /** Copies the image of the wanted platform from an index (looking into nested indexes). */
+  async #copyPlatform(
+    index: ImageIndex,
+    wanted: Platform,
+    name: string | undefined,
+    depth: number,
+  ): Promise<Descriptor> {
+    const child = findPlatform(index.manifests, wanted);
     if (!child) {
-      const held = parsed.index.manifests.map((d) =>
+      const held = index.manifests.map((d) =>
         d.platform ? formatPlatform(d.platform) : "(no platform)"
       );
       throw new NotFoundError(
         `${this.#source.location}: no image for platform ${
           formatPlatform(wanted)
-        }; the index holds ${held.join(", ") || "nothing"}`,
+        }; the index holds ${printableList(held) || "nothing"}`,
       );
     }
-    return await this.#copyChild(child, name);
-  }
-
-  async #copyChild(child: Descriptor, name?: string): Promise<Descriptor> {
     const bytes = await this.#source.fetchManifest(child);
     const parsed = parseManifest(bytes, `manifest ${child.digest}`, child.mediaType);
-    if (parsed.kind === "index") return await this.#copyIndex(child, bytes, parsed.index, name);
-    return await this.#copyManifest(child, bytes, parsed.manifest, name);
+    if (parsed.kind === "manifest") {
+      return await this.#copyManifest(child, bytes, parsed.manifest, name);
+    }
+    this.#checkDepth(depth + 1);
+    return await this.#copyPlatform(parsed.index, wanted, name, depth + 1);
+  }
+
+  /** An index inside an index inside…: refused past {@linkcode MAX_INDEX_DEPTH}. */
+  #checkDepth(depth: number): void {
+    if (depth > MAX_INDEX_DEPTH) {
+      throw new ImagesError(
+        `${this.#source.location}: indexes nested more than ${MAX_INDEX_DEPTH} deep`,
+        "MANIFEST_INVALID",
+      );
+    }
+  }
+
+  async #copyChild(child: Descriptor, depth: number): Promise<Descriptor> {
+    const bytes = await this.#source.fetchManifest(child);
+    const parsed = parseManifest(bytes, `manifest ${child.digest}`, child.mediaType);
+    if (parsed.kind === "index") {
+      this.#checkDepth(depth + 1);
+      return await this.#copyIndex(child, bytes, parsed.index, undefined, depth + 1);
+    }
+    return await this.#copyManifest(child, bytes, parsed.manifest);
   }
 
   async #copyIndex(
     descriptor: Descriptor,
     bytes: Uint8Array,
     index: ImageIndex,
-    name?: string,
+    name: string | undefined,
+    depth: number,
   ): Promise<Descriptor> {
     const children: Descriptor[] = [];
-    for (const child of index.manifests) children.push(await this.#copyChild(child));
+    for (const child of index.manifests) children.push(await this.#copyChild(child, depth));
     const changed = children.some((c, i) => c.digest !== index.manifests[i].digest);
     if (changed) {
       const manifests = children.map((c, i) => ({

@@ -13,7 +13,7 @@
  */
 
 import { createHash, randomUUID } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 /**
@@ -107,9 +107,12 @@ export class UploadRecords {
       const location = new URL(saved.location);
       location.username = "";
       location.password = "";
-      await mkdir(this.#dir, { recursive: true });
+      // A location may be a pre-signed URL, as good as a credential for the upload:
+      // the records are readable by their owner only.
+      await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+      await chmod(this.#dir, 0o700);
       const entry = { ...key, location: location.href, offset: saved.offset, saved: Date.now() };
-      await writeFile(temporary, JSON.stringify(entry));
+      await writeFile(temporary, JSON.stringify(entry), { mode: 0o600 });
       await rename(temporary, path);
     } catch {
       await rm(temporary, { force: true }).catch(() => {});

@@ -199,6 +199,9 @@ export class Authenticator {
     if (url.protocol !== "https:" && url.protocol !== "http:") {
       throw new RegistryError(`${this.#o.host} sent a token realm with scheme ${url.protocol}`);
     }
+    if (url.username || url.password) {
+      throw new RegistryError(`${this.#o.host} sent a token realm with credentials in it`);
+    }
     if (this.#realm?.href !== url.href || this.#service !== challenge.params.service) {
       this.#tokens = [];
     }
@@ -273,11 +276,20 @@ export class Authenticator {
         errors,
       });
     }
+    const text = await res.text(1 << 20).catch((e) => {
+      if (e instanceof ImagesError && e.code === "MANIFEST_TOO_LARGE") {
+        throw new RegistryError(`${operation}: the token service's answer is over 1 MiB`);
+      }
+      throw e;
+    });
     let doc: Record<string, unknown>;
     try {
-      doc = JSON.parse(await res.text(1 << 20));
+      doc = JSON.parse(text);
     } catch {
       throw new RegistryError(`${operation}: the token service's answer is not JSON`);
+    }
+    if (typeof doc !== "object" || doc === null) {
+      throw new RegistryError(`${operation}: the token service's answer is not a JSON object`);
     }
     const token = typeof doc.token === "string" && doc.token !== ""
       ? doc.token
@@ -330,6 +342,7 @@ export class Authenticator {
         url: realm,
         headers: { "content-type": "application/x-www-form-urlencoded; charset=utf-8" },
         body,
+        secretBody: true,
       },
       operation,
       signal,
@@ -354,7 +367,13 @@ export class Authenticator {
   }
 
   async #send(
-    req: { method: string; url: URL; headers: Record<string, string>; body?: Uint8Array },
+    req: {
+      method: string;
+      url: URL;
+      headers: Record<string, string>;
+      body?: Uint8Array;
+      secretBody?: boolean;
+    },
     operation: string,
     signal?: AbortSignal,
   ): Promise<HttpResponse> {

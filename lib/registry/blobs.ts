@@ -9,7 +9,7 @@
 import { ImagesError } from "../errors.ts";
 import { checkDigest, verifyingStream, vouch } from "../oci/digest.ts";
 import { checkRepository } from "./endpoint.ts";
-import { errorFromResponse, RegistryConnectionError } from "./errors.ts";
+import { errorFromResponse, RegistryConnectionError, StalledError } from "./errors.ts";
 import type { HttpResponse } from "./http.ts";
 import type { RegistryHttp } from "./request.ts";
 import { backoffDelay, sleep } from "./retry.ts";
@@ -110,7 +110,8 @@ export async function getBlob(
   let failures = 0;
 
   const resume = async (cause: Error) => {
-    if (failures >= http.retry.maxRetries) {
+    // A second stall without a byte between: one more would cost another stall timeout.
+    if (failures >= http.retry.maxRetries || (cause instanceof StalledError && failures >= 1)) {
       throw new RegistryConnectionError(
         `${operation}: gave up after ${failures} retries at byte ${offset}${
           size === undefined ? "" : ` of ${size}`

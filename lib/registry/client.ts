@@ -88,7 +88,7 @@ export interface RegistryClientOptions {
   retryBaseDelayMs?: number;
   /** Longest backoff between retries (default 10 s). */
   retryMaxDelayMs?: number;
-  /** Longest `Retry-After` honoured; longer means no retry (default 60 s). */
+  /** Longest `Retry-After` honoured; longer means no retry (default 10 s). */
   maxRetryAfterMs?: number;
   /** Wait for an answer (or for the network to take a body) before giving up (default 30 s). */
   connectTimeoutMs?: number;

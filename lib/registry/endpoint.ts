@@ -114,6 +114,20 @@ export function checkRepository(repo: string): string {
 }
 
 /**
+ * Whether a text is a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+ *
+ * @example
+ * ```ts
+ * import { isTagName } from "./endpoint.ts";
+ * isTagName("v1.0"); // true
+ * isTagName("\x1b[2J"); // false
+ * ```
+ */
+export function isTagName(text: string): boolean {
+  return /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(text);
+}
+
+/**
  * Whether a manifest reference is a tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`) or a digest.
  *
  * @example
@@ -124,13 +138,16 @@ export function checkRepository(repo: string): string {
  * ```
  */
 export function isManifestReference(reference: string): boolean {
-  return /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(reference) ||
-    /^sha256:[a-f0-9]{64}$/.test(reference);
+  return isTagName(reference) || /^sha256:[a-f0-9]{64}$/.test(reference);
 }
 
 /**
- * Resolves a `Location` (or `Link`) header against the URL of the request that
- * returned it, keeping its query as given.
+ * Resolves a URL a registry gave (`Location`, `Link`, a redirect) against the URL of
+ * the request that returned it, keeping its query as given, and checks it is one we
+ * may follow: http or https only (never `file:`, `data:` or `blob:`, which `fetch`
+ * would read locally), no user name or password in it, and no step down from https
+ * to plain http outside loopback. Every URL from a registry passes here; `operation`
+ * names the request in the error.
  *
  * @example
  * ```ts
@@ -140,15 +157,35 @@ export function isManifestReference(reference: string): boolean {
  * // "https://r.example.com/v2/app/blobs/uploads/1?_state=x"
  * ```
  */
-export function resolveLocation(location: string, requestUrl: URL): URL {
+export function resolveLocation(location: string, requestUrl: URL, operation?: string): URL {
+  const during = operation ? `${operation}: ` : "";
+  let url: URL;
   try {
-    return new URL(location, requestUrl);
+    url = new URL(location, requestUrl);
   } catch {
     throw new ImagesError(
-      `${requestUrl.host} answered with an invalid Location ${JSON.stringify(location)}`,
+      `${during}${requestUrl.host} answered with an invalid Location ${
+        JSON.stringify(location.slice(0, 200))
+      }`,
       "REGISTRY_PROTOCOL",
     );
   }
+  const refuse = (why: string) => {
+    throw new ImagesError(
+      `${during}${requestUrl.host} pointed to ${JSON.stringify(location.slice(0, 200))}: ${why}`,
+      "REGISTRY_PROTOCOL",
+    );
+  };
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    refuse(`the scheme ${url.protocol} is not http or https`);
+  }
+  if (url.username || url.password) refuse("a URL with credentials in it is not followed");
+  if (
+    requestUrl.protocol === "https:" && url.protocol === "http:" && !isLoopbackHost(url.hostname)
+  ) {
+    refuse("a step down from https to plain http is not followed");
+  }
+  return url;
 }
 
 /**

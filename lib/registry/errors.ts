@@ -8,6 +8,7 @@
  */
 
 import { ImagesError, NotFoundError } from "../errors.ts";
+import { printable } from "../printable.ts";
 
 /**
  * One entry of a registry's `{"errors": [...]}` answer.
@@ -216,6 +217,20 @@ export function unreachableError(
   }
   return undefined;
 }
+
+/**
+ * The network went silent for the stall timeout in the middle of a body. Retried once
+ * without progress at most: a registry that stalls twice in a row at the same place
+ * would make every retry cost another stall timeout.
+ *
+ * @example
+ * ```ts
+ * import { RegistryConnectionError, StalledError } from "./errors.ts";
+ * const e = new StalledError("get blob: the download stalled for 60 s");
+ * console.log(e instanceof RegistryConnectionError, e.code); // true CONNECTION_FAILED
+ * ```
+ */
+export class StalledError extends RegistryConnectionError {}
 
 /**
  * The registry refused the credentials, or asked for credentials that were not given (401).
@@ -456,7 +471,7 @@ function concat(parts: Uint8Array[], total: number): Uint8Array {
 function describe(status: number, errors: OciErrorEntry[]): string {
   const first = errors[0];
   const detail = first
-    ? `${first.code}${first.message ? `: ${first.message}` : ""}`
+    ? printable(`${first.code}${first.message ? `: ${first.message}` : ""}`, 300)
     : STATUS_TEXT[status] ?? "error";
   return `${status} ${detail}`;
 }

@@ -15,6 +15,7 @@ import {
   fetchFailureText,
   RegistryConnectionError,
   RegistryError,
+  StalledError,
   unreachableError,
 } from "./errors.ts";
 
@@ -53,8 +54,17 @@ export interface HttpRequest {
   signal?: AbortSignal;
   /** Names the operation in errors, e.g. `get manifest r.example.com/app:1`. */
   operation: string;
-  /** The only origin `authorization` may go to; default the origin of `url`. */
+  /**
+   * The only origin credentials may go to (the `authorization` header, and the body
+   * when {@linkcode HttpRequest.secretBody} is set); default the origin of `url`.
+   */
   authorizedOrigin?: string;
+  /**
+   * The body carries a credential (an OAuth2 password or refresh token form): a
+   * redirect to another origin is refused rather than sending it there, whatever the
+   * redirect code, and it goes over plain http only to loopback or an insecure registry.
+   */
+  secretBody?: boolean;
   /** How long to wait for the answer to start once the request was sent; default per transport. */
   headersTimeoutMs?: number;
 }
@@ -201,7 +211,7 @@ export class HttpResponse {
 
 /** A marker: the request was stopped by one of our timers. */
 class TimeoutSignal extends Error {
-  constructor(readonly what: string) {
+  constructor(readonly what: string, readonly stall = false) {
     super(what);
   }
 }
@@ -273,12 +283,25 @@ export class HttpTransport {
     let body = request.body;
     let bodyUsed = false;
     for (let hop = 0;; hop++) {
+      // Credentials are bound to one origin: decided per origin for everything that
+      // carries one, never header by header.
+      const trusted = url.origin === authorizedOrigin;
+      const secretBody = request.secretBody === true && body !== undefined;
+      if (secretBody && !trusted) {
+        throw new ImagesError(
+          `${request.operation}: ${show(request.url)} redirected a request carrying credentials ` +
+            `to another origin (${url.origin}); they are not sent there`,
+          "REGISTRY_PROTOCOL",
+        );
+      }
       const headers = new Headers();
       for (const [k, v] of Object.entries(request.headers ?? {})) {
-        if (k.toLowerCase() === "authorization" && url.origin !== authorizedOrigin) continue;
+        if (k.toLowerCase() === "authorization" && !trusted) continue;
         headers.set(k, v);
       }
-      if (headers.has("authorization")) this.#checkCredentialTransport(url, request.operation);
+      if (headers.has("authorization") || secretBody) {
+        this.#checkCredentialTransport(url, request.operation);
+      }
       if (body instanceof ReadableStream) {
         if (bodyUsed) {
           throw new ImagesError(
@@ -300,13 +323,7 @@ export class HttpTransport {
           "TOO_MANY_REDIRECTS",
         );
       }
-      const next = resolveLocation(res.headers.get("location")!, url);
-      if (next.protocol !== "https:" && next.protocol !== "http:") {
-        throw new ImagesError(
-          `${request.operation}: redirected to an unsupported scheme ${next.protocol}`,
-          "REGISTRY_PROTOCOL",
-        );
-      }
+      const next = resolveLocation(res.headers.get("location")!, url, request.operation);
       this.log(`redirect ${res.status} ${show(url)} -> ${show(next)}`);
       if (res.status === 303 || ((res.status === 301 || res.status === 302) && method === "POST")) {
         method = method === "HEAD" ? "HEAD" : "GET";
@@ -382,7 +399,9 @@ export class HttpTransport {
         signal: controller.signal,
       };
       if (body instanceof ReadableStream) init.duplex = "half";
-      response = await this.#fetch(url, init);
+      response = await untilAborted(this.#fetch(url, init), controller.signal, (late) => {
+        void late.body?.cancel().catch(() => {});
+      });
     } catch (e) {
       disarm();
       userSignal?.removeEventListener("abort", onUserAbort);
@@ -400,8 +419,9 @@ export class HttpTransport {
       userSignal?.removeEventListener("abort", onUserAbort);
       return new HttpResponse(response.status, response.headers, url, null);
     }
-    const wrapped = watchedBody(response.body, {
+    const wrapped = watchedBody(response, response.body, {
       stallMs: this.#stallMs,
+      signal: controller.signal,
       abort: (why) => controller.abort(why),
       failure: (e) => this.#failure(controller.signal, e, request.operation, method, url),
       done: () => userSignal?.removeEventListener("abort", onUserAbort),
@@ -415,7 +435,8 @@ export class HttpTransport {
       const reason = signal.reason;
       if (reason instanceof AbortedError) return reason;
       if (reason instanceof TimeoutSignal) {
-        return new RegistryConnectionError(`${operation}: ${method} ${show(url)}: ${reason.what}`);
+        const message = `${operation}: ${method} ${show(url)}: ${reason.what}`;
+        return reason.stall ? new StalledError(message) : new RegistryConnectionError(message);
       }
     }
     const final = unreachableError(e, url, `${operation}: ${method} ${show(url)}`, !this.#answered);
@@ -516,11 +537,59 @@ function trackedBody(
   }, { highWaterMark: 0 });
 }
 
-/** Wraps a response body so a read that waits too long, or a dropped connection, fails typed. */
+/**
+ * Settles as `promise` does, or rejects with the signal's reason as soon as `signal`
+ * aborts: a runtime may leave a pending fetch or body read hanging after its abort
+ * (Deno 2.9 does for a body read once the `Response` is unreachable). What `promise`
+ * brings after that goes to `late`, so nothing is left open.
+ */
+function untilAborted<T>(
+  promise: Promise<T>,
+  signal: AbortSignal,
+  late: (value: T) => void,
+): Promise<T> {
+  if (signal.aborted) {
+    promise.then(late, () => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    let aborted = false;
+    const onAbort = () => {
+      aborted = true;
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        if (aborted) late(value);
+        else resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/**
+ * Responses with a body read pending, held while it is: Deno 2.9 stops failing a pending
+ * body read on abort once its `Response` is unreachable. (Only while a read waits, so a
+ * body a caller drops unread is not kept alive.)
+ */
+const READING = new Set<Response>();
+
+/**
+ * Wraps a response body so a read that waits too long, or a dropped connection, fails
+ * typed, and an abort ends a pending read at once.
+ */
 function watchedBody(
+  response: Response,
   body: ReadableStream<Uint8Array>,
   on: {
     stallMs: number;
+    signal: AbortSignal;
     abort: (why: unknown) => void;
     failure: (e: unknown) => Error;
     done: () => void;
@@ -537,19 +606,22 @@ function watchedBody(
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       const timer = setTimeout(
-        () => on.abort(new TimeoutSignal(`the download stalled for ${secs(on.stallMs)}`)),
+        () => on.abort(new TimeoutSignal(`the download stalled for ${secs(on.stallMs)}`, true)),
         on.stallMs,
       );
+      READING.add(response);
       try {
-        const { done, value } = await reader.read();
+        const { done, value } = await untilAborted(reader.read(), on.signal, () => {});
         if (done) {
           finish();
           controller.close();
         } else controller.enqueue(value);
       } catch (e) {
         finish();
+        if (on.signal.aborted) void reader.cancel(on.signal.reason).catch(() => {});
         throw on.failure(e);
       } finally {
+        READING.delete(response);
         clearTimeout(timer);
       }
     },

@@ -11,7 +11,7 @@ import { checkDigest, isDigest, sha256Digest } from "../oci/digest.ts";
 import { type Descriptor, MAX_MANIFEST_BYTES } from "../oci/manifest.ts";
 import { MANIFEST_MEDIA_TYPES } from "../oci/media_types.ts";
 import { checkRepository, isManifestReference } from "./endpoint.ts";
-import { errorFromResponse, RegistryError, UnsupportedError } from "./errors.ts";
+import { errorFromResponse, RegistryError, StalledError, UnsupportedError } from "./errors.ts";
 import type { RegistryHttp } from "./request.ts";
 
 /**
@@ -143,11 +143,9 @@ export async function getManifest(
       bytes = await res.bytes(MAX_MANIFEST_BYTES, `manifest ${name}`);
     } catch (e) {
       // A body cut short: ask again, as for any other dropped connection.
-      if (
-        (e as { code?: string }).code === "CONNECTION_FAILED" && attempt < http.retry.maxRetries
-      ) {
-        continue;
-      }
+      // A stall is asked again once: each new one costs a stall timeout.
+      const limit = e instanceof StalledError ? 1 : http.retry.maxRetries;
+      if ((e as { code?: string }).code === "CONNECTION_FAILED" && attempt < limit) continue;
       throw e;
     }
     const digest = sha256Digest(bytes);

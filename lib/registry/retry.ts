@@ -13,7 +13,7 @@ import { parseRetryAfter } from "./errors.ts";
  *
  * @example
  * ```ts ignore
- * const policy: RetryPolicy = { maxRetries: 3, baseDelayMs: 100, maxDelayMs: 2000, maxRetryAfterMs: 30_000 };
+ * const policy: RetryPolicy = { maxRetries: 3, baseDelayMs: 100, maxDelayMs: 2000, maxRetryAfterMs: 10_000 };
  * ```
  */
 export interface RetryPolicy {
@@ -23,7 +23,10 @@ export interface RetryPolicy {
   baseDelayMs: number;
   /** The longest backoff. Default 10 s. */
   maxDelayMs: number;
-  /** The longest `Retry-After` honoured; a registry asking for more gets no retry. Default 60 s. */
+  /**
+   * The longest `Retry-After` honoured; a registry asking for more gets no retry.
+   * Default 10 s: with 5 retries one request waits at most 50 s on the registry's word.
+   */
   maxRetryAfterMs: number;
 }
 
@@ -39,7 +42,7 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = {
   maxRetries: 5,
   baseDelayMs: 250,
   maxDelayMs: 10_000,
-  maxRetryAfterMs: 60_000,
+  maxRetryAfterMs: 10_000,
 };
 
 /**

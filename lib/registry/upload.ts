@@ -488,8 +488,8 @@ class BlobUpload {
       await resume.forget();
       return 0;
     }
-    if (location.host !== this.#http.host) {
-      // Never send anything to another host on the word of a file.
+    if (location.origin !== this.#http.base.origin) {
+      // Never send anything to another origin (or scheme) on the word of a file.
       await resume.forget();
       return 0;
     }

@@ -45,7 +45,7 @@ export function locationOf(res: HttpResponse, operation: string): URL {
       "REGISTRY_PROTOCOL",
     );
   }
-  return resolveLocation(value, res.url);
+  return resolveLocation(value, res.url, operation);
 }
 
 /**
@@ -193,7 +193,7 @@ export async function sessionStatus(
   return {
     state: "open",
     offset: end ?? 0,
-    location: loc ? resolveLocation(loc, res.url) : location,
+    location: loc ? resolveLocation(loc, res.url, operation) : location,
   };
 }
 
@@ -217,11 +217,17 @@ export function uploadCancellations(): { cancelled: number; refused: number } {
 
 /** Attempts at cancelling a session, and the pauses between them (ms). */
 const CANCEL_PAUSES = [100, 400];
+/**
+ * The longest a cancel may take in all, ms: it runs after Ctrl-C, and a registry that
+ * never answers must not hold the user for long.
+ */
+const CANCEL_BUDGET_MS = 2_000;
 
 /**
- * Cancels a session (`DELETE <location>`), best effort: never throws, waits at most a few
- * seconds. A connection lost on the way is tried again twice (the `DELETE` is idempotent),
- * so one dropped connection does not leave the session open at the registry.
+ * Cancels a session (`DELETE <location>`), best effort: never throws, waits at most
+ * {@linkcode CANCEL_BUDGET_MS} in all. A connection lost on the way is tried again twice
+ * (the `DELETE` is idempotent), so one dropped connection does not leave the session
+ * open at the registry.
  *
  * @example
  * ```ts ignore
@@ -235,6 +241,7 @@ export async function cancelSession(
   location: URL,
   operation: string,
 ): Promise<void> {
+  const deadline = Date.now() + CANCEL_BUDGET_MS;
   for (let attempt = 0;; attempt++) {
     try {
       const res = await http.send({
@@ -243,7 +250,8 @@ export async function cancelSession(
         scopes: [`repository:${repo}:pull,push`],
         operation: `${operation} (cancel)`,
         retry: false,
-        headersTimeoutMs: 5_000,
+        headersTimeoutMs: Math.max(100, deadline - Date.now()),
+        signal: AbortSignal.timeout(Math.max(100, deadline - Date.now())),
       });
       // 404 BLOB_UPLOAD_UNKNOWN: gone already; any other refusal (distribution's 404
       // BLOB_UPLOAD_INVALID for a stale state) leaves it open with its bytes.
@@ -258,7 +266,8 @@ export async function cancelSession(
       );
       return;
     } catch (e) {
-      const again = e instanceof RegistryConnectionError && attempt < CANCEL_PAUSES.length;
+      const again = e instanceof RegistryConnectionError && attempt < CANCEL_PAUSES.length &&
+        Date.now() + CANCEL_PAUSES[attempt] < deadline;
       http.transport.log(
         `${operation}: cancelling the upload session failed${again ? " (trying again)" : ""}: ${
           (e as Error).message
