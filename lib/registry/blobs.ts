@@ -120,7 +120,9 @@ export async function getBlob(
       );
     }
     failures++;
-    await reader?.cancel().catch(() => {});
+    // Not awaited: on Deno, cancelling a stalled fetch body can wait for ever (a loaded run hung
+    // here about once in a dozen); the new request does not depend on the old one's end.
+    void reader?.cancel().catch(() => {});
     const delay = backoffDelay(http.retry, failures) ?? 0;
     http.transport.log(
       `${operation}: resuming at byte ${offset} in ${delay} ms (${cause.message})`,
