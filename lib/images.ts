@@ -131,8 +131,11 @@ export interface PullOptions {
   progress?: AbstractDockerImageProgress;
   /** Cancels the pull; nothing half-written is left. */
   signal?: AbortSignal;
-  /** The platform to pull from a multi-platform image (default linux and the host's CPU). */
-  platform?: Platform;
+  /**
+   * The platform to pull from a multi-platform image (default linux and the host's CPU),
+   * or `"all"` to keep the index whole.
+   */
+  platform?: Platform | "all";
   /**
    * Write into this file or directory instead of the store: a directory becomes an OCI
    * layout; a file a docker-loadable archive (or an OCI archive with `format: "oci"`).

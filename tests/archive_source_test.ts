@@ -191,10 +191,16 @@ describe("local sources: synthesised archives of the formats buildah does not wr
         assert.deepEqual(
           read.manifest.layers.map((l) => l.mediaType),
           [
-            gzip ? MediaType.DockerLayerGzip : MediaType.DockerLayer,
-            gzip ? MediaType.DockerLayerGzip : MediaType.DockerLayer,
+            gzip ? MediaType.OciLayerGzip : MediaType.OciLayer,
+            gzip ? MediaType.OciLayerGzip : MediaType.OciLayer,
           ],
         );
+        // Read through index.json: the stored manifest, its bytes and digest kept.
+        const stored = JSON.parse(
+          docker25SaveEntries(image, "x", "1").find((e) => e.name === "index.json")!
+            .data as string,
+        ).manifests[0].digest;
+        assert.equal((await source.resolve()).descriptor.digest, stored);
         assert.deepEqual(read.layers, image.layers);
       } finally {
         await source.close();

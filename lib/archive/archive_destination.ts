@@ -115,6 +115,8 @@ export class ArchiveDestination implements ImageDestination {
   readonly location: string;
   /** What kind of archive is written. */
   readonly format: ArchiveFormat;
+  /** An OCI archive holds OCI media types only; a docker one keeps what `docker load` reads. */
+  readonly ociOnly: boolean;
   #writer: TarWriter;
   #images: ImageSet;
   #done = new Map<string, Descriptor>();
@@ -128,6 +130,7 @@ export class ArchiveDestination implements ImageDestination {
     this.#writer = writer;
     this.location = writer.path;
     this.format = format;
+    this.ociOnly = format === "oci";
     this.#images = new ImageSet(writer.path);
   }
 

@@ -208,6 +208,8 @@ async function checkBlobsDirectory(dir: string, created: boolean): Promise<void>
 export class OciLayoutDestination implements ImageDestination {
   /** The layout directory. */
   readonly location: string;
+  /** An OCI layout holds OCI media types only (umoci, skopeo and podman look for them). */
+  readonly ociOnly = true;
   #created: boolean;
   #parents?: string;
   #added: string[] = [];

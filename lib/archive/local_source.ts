@@ -4,9 +4,9 @@
  * podman/buildah/skopeo `docker-archive:` with symlinked layers, hard links), OCI
  * layout archives (`oci-archive:`) and OCI layout directories (`oci:`).
  *
- * When `manifest.json` is present it is preferred and a Docker schema 2 manifest is
- * synthesised for the image; otherwise `index.json` gives the manifest or index as
- * stored. Every blob streamed is checked against its digest and size, and an
+ * When `index.json` is present it gives the manifest or index as stored (every platform,
+ * the manifests' own bytes and digests); otherwise a Docker schema 2 manifest is
+ * synthesised for each image of `manifest.json`. Every blob streamed is checked against its digest and size, and an
  * uncompressed layer against its diffID, so a corrupt archive is never pushed.
  *
  * @module
@@ -17,6 +17,7 @@ import type { ImageSource, ResolvedImage, TransferOptions } from "../copy/ends.t
 import { DigestCounter, sha256Digest, vouch } from "../oci/digest.ts";
 import {
   type Descriptor,
+  type ImageIndex,
   MAX_MANIFEST_BYTES,
   parseConfig,
   parseManifest,
@@ -33,7 +34,7 @@ import {
   parseDockerSaveManifest,
   REF_NAME_ANNOTATION,
 } from "./layout_files.ts";
-import { parseImageName, sameImageName } from "./names.ts";
+import { familiarImageName, parseImageName, sameImageName } from "./names.ts";
 
 /** What kind of local store a {@linkcode LocalSource} reads. */
 export type LocalFormat = "docker-archive" | "docker-directory" | "oci-archive" | "oci-layout";
@@ -133,7 +134,9 @@ export class LocalSource implements ImageSource {
   static async fromStore(store: EntryStore): Promise<LocalSource> {
     const file = store.location;
     const tar = store.kind === "tar";
-    if (await store.stat("manifest.json")) {
+    // index.json first: it holds every platform and the manifests' own bytes, where the
+    // manifest.json beside it (Docker 25+, `ctr images export`) describes one platform.
+    if (!(await store.stat("index.json")) && await store.stat("manifest.json")) {
       const saved = parseDockerSaveManifest(
         await store.read("manifest.json", MAX_MANIFEST_BYTES),
         file,
@@ -145,6 +148,7 @@ export class LocalSource implements ImageSource {
       return new LocalSource(store, tar ? "docker-archive" : "docker-directory", images);
     }
     if (!(await store.stat("index.json"))) {
+      // Neither file.
       throw new ArchiveError(
         file,
         "manifest.json",
@@ -157,8 +161,11 @@ export class LocalSource implements ImageSource {
       throw new ArchiveError(file, "index.json", "is a manifest, expected an image index");
     }
     const images = parsed.index.manifests.map((descriptor): Candidate => {
+      const full = descriptor.annotations?.[CONTAINERD_NAME_ANNOTATION];
       const names = [
-        descriptor.annotations?.[CONTAINERD_NAME_ANNOTATION],
+        // Shown as docker shows it (`app:1`, not `docker.io/library/app:1`); matching
+        // compares full names either way.
+        full === undefined ? undefined : familiarImageName(full) ?? full,
         descriptor.annotations?.[REF_NAME_ANNOTATION],
       ].filter((n): n is string => typeof n === "string" && n !== "");
       return { names: [...new Set(names)], id: descriptor.digest, descriptor };
@@ -401,10 +408,48 @@ export class LocalSource implements ImageSource {
     const bytes = await this.#readBlob(descriptor, "manifest listed in index.json");
     const parsed = inEntry(file, entry, () => parseManifest(bytes, entry, descriptor.mediaType));
     if (parsed.kind === "manifest") await this.#checkOciManifest(parsed.manifest, entry);
+    else return await this.#resolvePresent(descriptor, bytes, parsed.index);
     const { mediaType: _m, digest, size, platform } = descriptor;
     return {
       descriptor: { mediaType: parsed.mediaType, digest, size, ...(platform ? { platform } : {}) },
       bytes,
+    };
+  }
+
+  /**
+   * An index as stored when the archive holds every platform it lists; else the part
+   * that is there (`ctr images export` without `--all-platforms` keeps the whole index
+   * but one platform's blobs): the one platform manifest as stored, or an index of those
+   * present (a new digest), so nothing absent is ever pushed or named.
+   */
+  async #resolvePresent(
+    descriptor: Descriptor,
+    bytes: Uint8Array,
+    index: ImageIndex,
+  ): Promise<ResolvedImage> {
+    const held: Descriptor[] = [];
+    for (const child of index.manifests) {
+      if (await this.#store.stat(blobPath(child.digest))) held.push(child);
+    }
+    const { digest, size } = descriptor;
+    const mediaType = descriptor.mediaType;
+    if (held.length === index.manifests.length) {
+      return { descriptor: { mediaType, digest, size }, bytes };
+    }
+    if (held.length === 0) {
+      throw new ArchiveError(
+        this.location,
+        blobPath(digest),
+        `none of the ${index.manifests.length} manifests this index lists is in the archive`,
+      );
+    }
+    if (held.length === 1) return await this.#resolveOci(held[0]);
+    const reduced = jsonBytes({ ...index, manifests: held });
+    const reducedDigest = sha256Digest(reduced);
+    this.#manifests.set(reducedDigest, reduced);
+    return {
+      descriptor: { mediaType, digest: reducedDigest, size: reduced.length },
+      bytes: reduced,
     };
   }
 

@@ -13,7 +13,7 @@ import { Images } from "../images.ts";
 import type { LayerCompression } from "../copy/compress.ts";
 import { mapConcurrent } from "../copy/pool.ts";
 import { GZIP_ENGINE_CHOICES, type GzipEngineChoice } from "../copy/native_gzip.ts";
-import { parsePlatform } from "../oci/manifest.ts";
+import { parsePlatform, type Platform } from "../oci/manifest.ts";
 import type { LocalImage, RemoteImage, TagOption } from "../reference.ts";
 import type { UploadMode } from "../registry/mod.ts";
 import { humanSize, shortImageUri } from "./format.ts";
@@ -73,7 +73,13 @@ export async function runCommand(
         );
       }
       const input = (line.options.input as string | undefined) ?? defaultStorePath();
-      requireInputAccess(input);
+      if (input !== "-") requireInputAccess(input); // standard input needs no permission
+      if (line.options.compression === "zstd") {
+        process.stderr.write(
+          "note: zstd layers go in an OCI manifest, which engines older than Docker 20.10 " +
+            "and containerd 1.5 cannot pull\n",
+        );
+      }
       const progress = makeProgress(line, signal);
       try {
         const pushed = await images.push(source, target, {
@@ -88,7 +94,7 @@ export async function runCommand(
           image: pushed.toString(),
           digest,
           local: source.toString(),
-          input: resolve(input),
+          input: input === "-" ? "-" : resolve(input),
           bytesSent: progress.bytesMoved,
         };
         progress.finish(result);
@@ -114,11 +120,17 @@ export async function runCommand(
         throw new UsageError("--format must be docker or oci", "pull");
       }
       const platformText = line.options.platform as string | undefined;
-      let platform;
+      let platform: Platform | "all" | undefined;
       try {
         platform = platformText ? parsePlatform(platformText) : undefined;
       } catch (e) {
         throw new UsageError(`--platform: ${(e as Error).message}`, command);
+      }
+      if (line.options["all-platforms"] === true) {
+        if (platform !== undefined) {
+          throw new UsageError("--platform and --all-platforms exclude each other", command);
+        }
+        platform = "all";
       }
       const output = line.options.output as string | undefined;
       requireOutputAccess(output ?? defaultStorePath());

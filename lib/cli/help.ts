@@ -49,9 +49,12 @@ libdeflate (libdeflate.so.0), else libdeflate built as WebAssembly (libdeflate-w
 always there). Under Deno the native ones need --allow-ffi.
 
 Options:
-  --input PATH                 archive or layout to read (default: the local store)
+  --input PATH                 archive or layout to read (default: the local store); -
+                               reads an archive from standard input, and a .tar.gz is
+                               read the same way: once, layers sent as they pass
   --resumable                  keep upload sessions so a stopped push can resume (default off)
-  --compression gzip|zstd      compression of uncompressed layers (default gzip)
+  --compression gzip|zstd      compression of uncompressed layers (default gzip); zstd
+                               writes an OCI manifest (Docker 20.10+, containerd 1.5+)
   --compression-level N        gzip 1-9 (ISA-L 1-3; default: the engine's own), zstd 1-19
                                (default 3)
   --gzip-engine auto|isal|libdeflate|libdeflate-wasm|zlib
@@ -64,13 +67,17 @@ Options:
 Examples:
   apolo-images push --input app.tar app:1.0
   apolo-images push --input app.tar app:1.0 image:my-app:production
+  docker save app:1.0 | apolo-images push --input - app:1.0
   apolo-images push --input ./layout alpine image:/other-project/alpine:shared`,
   pull:
-    `Usage: apolo-images pull [--output PATH] [--format docker|oci] [--platform OS/ARCH[/VARIANT]] REMOTE_IMAGE [LOCAL_IMAGE]
+    `Usage: apolo-images pull [--output PATH] [--format docker|oci] [--platform OS/ARCH[/VARIANT] | --all-platforms] REMOTE_IMAGE [LOCAL_IMAGE]
 
 Pull an image from the registry. --output x.tar writes an archive that \`docker load\` and
 \`podman load\` accept (default format docker) or an OCI archive (--format oci); a directory
 (existing, or ending in /) becomes an OCI layout. Without --output, the local store.
+OCI outputs get OCI media types (a Docker manifest is converted: same config and image
+ID, a new manifest digest). One platform is pulled (default linux and this machine's
+CPU); --all-platforms keeps a multi-platform image whole.
 
 Options:
   --output PATH                archive or layout to write (default: the local store,
@@ -78,6 +85,7 @@ Options:
   --format docker|oci          format of an archive (default docker; a layout is OCI)
   --platform OS/ARCH[/VARIANT] which image of a multi-platform one (default: this
                                machine's, e.g. linux/amd64)
+  --all-platforms              every platform of a multi-platform image (default off)
   --concurrency N              layers at once, 1-32 (default 3)
 
 Examples:

@@ -60,6 +60,7 @@ const COMMAND_OPTIONS = {
     output: { type: "string" },
     format: { type: "string" },
     platform: { type: "string" },
+    "all-platforms": { type: "boolean" },
     concurrency: { type: "string" },
   },
   digest: {},

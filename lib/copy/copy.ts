@@ -20,6 +20,7 @@ import {
   type Platform,
 } from "../oci/manifest.ts";
 import { layerMediaType, MediaType } from "../oci/media_types.ts";
+import { hasDockerMediaTypes, ociIndexBytes, ociManifestBytes } from "../oci/convert.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
 import { printableList } from "../printable.ts";
 import type { BlobCache } from "./blob_cache.ts";
@@ -155,6 +156,8 @@ export function shortId(digest: string): string {
 export const MAX_INDEX_DEPTH = 3;
 
 const encoder = new TextEncoder();
+const OCI = MediaType.OciManifest;
+const ZSTD = MediaType.OciLayerZstd;
 
 /** One copy in progress: holds the options so the steps below stay short. */
 class Copier {
@@ -246,15 +249,20 @@ class Copier {
     const children: Descriptor[] = [];
     for (const child of index.manifests) children.push(await this.#copyChild(child, depth));
     const changed = children.some((c, i) => c.digest !== index.manifests[i].digest);
-    if (changed) {
+    // An index over OCI manifests (converted, or zstd) is an OCI index.
+    const toOci = (this.#destination.ociOnly || children.some((c) => c.mediaType === OCI)) &&
+      hasDockerMediaTypes(index);
+    if (changed || toOci) {
       const manifests = children.map((c, i) => ({
         ...index.manifests[i],
         ...c,
         platform: index.manifests[i].platform,
       }));
-      bytes = encoder.encode(JSON.stringify({ ...index, manifests }));
+      bytes = toOci
+        ? ociIndexBytes(index, manifests)
+        : encoder.encode(JSON.stringify({ ...index, manifests }));
       descriptor = {
-        mediaType: descriptor.mediaType,
+        mediaType: toOci ? MediaType.OciIndex : descriptor.mediaType,
         digest: sha256Digest(bytes),
         size: bytes.byteLength,
       };
@@ -315,8 +323,12 @@ class Copier {
     await this.#copyConfig(manifest.config, configBytes);
     const family = descriptor.mediaType === MediaType.DockerManifest ? "docker" : "oci";
     const changed = layers.some((l, i) => l.digest !== manifest.layers[i].digest);
-    if (changed) {
-      bytes = encoder.encode(JSON.stringify(
+    // zstd layers exist in OCI manifests only (podman refuses them in a Docker one); an
+    // OCI layout holds OCI types only. The config keeps its bytes, so the image ID stays.
+    const toOci = (this.#destination.ociOnly || layers.some((l) => l.mediaType === ZSTD)) &&
+      hasDockerMediaTypes({ ...manifest, mediaType: descriptor.mediaType, layers });
+    if (changed || toOci) {
+      bytes = toOci ? ociManifestBytes({ ...manifest, layers }) : encoder.encode(JSON.stringify(
         {
           ...manifest,
           mediaType: family === "docker" ? MediaType.DockerManifest : MediaType.OciManifest,
@@ -326,7 +338,7 @@ class Copier {
         2,
       ));
       descriptor = {
-        mediaType: descriptor.mediaType,
+        mediaType: toOci ? OCI : descriptor.mediaType,
         digest: sha256Digest(bytes),
         size: bytes.byteLength,
       };

@@ -110,6 +110,11 @@ export interface BlobInfo {
 export interface ImageDestination {
   /** Where the destination is (a path or a URL), for messages. */
   readonly location: string;
+  /**
+   * Holds OCI media types only (an OCI layout or archive): Docker manifests and indexes
+   * are converted to OCI ones on the way in (configs and layers keep their bytes).
+   */
+  readonly ociOnly?: boolean;
   /** Whether the destination already holds this blob (so it need not be sent). */
   hasBlob(descriptor: Descriptor): Promise<boolean>;
   /**
