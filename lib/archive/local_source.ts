@@ -211,8 +211,11 @@ export class LocalSource implements ImageSource {
         `${this.location} holds ${images.length} images; say which one: ${this.#inventory()}`,
       );
     }
+    // An image ID (`docker save <id>` keeps no name): its hex, or 12+ digits of it.
+    const id = /^(?:sha256:)?([a-f0-9]{12,64})(?::latest)?$/.exec(name)?.[1];
     let matches = images.filter((image) =>
-      image.id === name || image.names.some((stored) => sameImageName(stored, name))
+      image.id === name || (id !== undefined && image.id?.startsWith(`sha256:${id}`)) ||
+      image.names.some((stored) => sameImageName(stored, name))
     );
     if (matches.length === 0) {
       // A tag-only ref name (`v1`, as Docker writes it) matches `anything:v1` when the
@@ -223,6 +226,11 @@ export class LocalSource implements ImageSource {
         image.descriptor.annotations?.[CONTAINERD_NAME_ANNOTATION] === undefined &&
         image.names.some((n) => n === tag)
       );
+    }
+    // One image and no name to tell it by (`buildah push IMG oci-archive:F`, `docker save
+    // <id>`): the only candidate is the one meant.
+    if (matches.length === 0 && images.length === 1 && images[0].names.length === 0) {
+      matches = images;
     }
     if (matches.length === 0) {
       throw new NotFoundError(
