@@ -18,6 +18,7 @@ import { copyImage, findPlatform, hostPlatform } from "./copy/copy.ts";
 import { BlobCache, defaultCacheDir } from "./copy/blob_cache.ts";
 import { UploadRecords } from "./copy/upload_records.ts";
 import { mapConcurrent } from "./copy/pool.ts";
+import { isStreamedInput, openStreamedInput } from "./copy/streamed_input.ts";
 import { CompressorPool } from "./copy/parallel_compress.ts";
 import type { GzipEngineChoice } from "./copy/native_gzip.ts";
 import type { LayerCompression } from "./copy/compress.ts";
@@ -31,7 +32,7 @@ import {
   RepositoryNotFoundError,
   type UploadMode,
 } from "./registry/mod.ts";
-import { openLocalDestination, openLocalSource } from "./archive/mod.ts";
+import { type LocalSource, openLocalDestination, openLocalSource } from "./archive/mod.ts";
 import { writeFailure } from "./archive/file_io.ts";
 import { defaultStorePath, type OutputFormat } from "./store.ts";
 
@@ -268,13 +269,19 @@ export class Images {
     remote ??= this.parser.localToRemote(local);
     if (!remote.tag) remote = remote.withTag("latest");
     const input = options.input ?? this.#options.store ?? defaultStorePath();
-    const source = await openLocalSource(input);
-    let sourceName: string;
-    try {
-      sourceName = await localReference(source, local, input);
-    } catch (e) {
-      await source.close();
-      throw e;
+    // `-` and gzip archives are read once, as a stream: their layers go up as they pass,
+    // and the image is picked when the stream has ended.
+    const streamed = await isStreamedInput(input);
+    let source: LocalSource | undefined;
+    let sourceName: string | undefined;
+    if (!streamed) {
+      source = await openLocalSource(input);
+      try {
+        sourceName = await localReference(source, local, input);
+      } catch (e) {
+        await source.close();
+        throw e;
+      }
     }
     options.progress?.push({ src: local, dst: remote });
     const throttle = new StepThrottle((s) => options.progress?.step(s));
@@ -291,27 +298,44 @@ export class Images {
         [],
         { uploads },
       );
+      const compression = {
+        format: this.#options.compression ?? "gzip",
+        level: this.#options.compressionLevel,
+      };
+      let blobCache: Pick<BlobCache, "lookup" | "store"> | undefined =
+        this.#options.cacheDir === false
+          ? undefined
+          : new BlobCache(this.#options.cacheDir ?? defaultCacheDir());
+      if (!source) {
+        const opened = await openStreamedInput(input, destination, {
+          compression,
+          compressors,
+          blobCache,
+          signal: options.signal,
+        }).catch(async (e) => {
+          await destination.abort().catch(() => {});
+          throw e;
+        });
+        source = opened.source;
+        blobCache = opened.blobCache;
+        sourceName = await localReference(source, local, input);
+      }
       await copyImage(source, destination, {
         sourceName,
         destinationName: remote.tag,
         platform: "all",
         operation: "push",
-        compression: {
-          format: this.#options.compression ?? "gzip",
-          level: this.#options.compressionLevel,
-        },
+        compression,
         compressors,
         concurrency: this.#options.concurrency,
-        blobCache: this.#options.cacheDir === false
-          ? undefined
-          : new BlobCache(this.#options.cacheDir ?? defaultCacheDir()),
+        blobCache,
         onStep: (s) => throttle.report(s),
         signal: options.signal,
         suspend: options.suspend,
       });
     } finally {
       compressors.release();
-      await source.close();
+      await source?.close();
     }
     return remote;
   }

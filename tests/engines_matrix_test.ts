@@ -19,7 +19,7 @@ import assert from "node:assert/strict";
 import { mkdir, readFile, realpath, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
-import { runCli } from "./helpers/cli.ts";
+import { cliCommand, runCli } from "./helpers/cli.ts";
 import { type Engines, PODMAN_RUN_FLAGS, startEngines } from "./helpers/engines.ts";
 import {
   baseLayer,
@@ -34,6 +34,7 @@ import {
 import { run } from "./helpers/tools.ts";
 import { MediaType } from "../lib/oci/media_types.ts";
 
+const shellQuote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 const json = (bytes: Uint8Array | string) =>
   JSON.parse(typeof bytes === "string" ? bytes : new TextDecoder().decode(bytes));
 
@@ -183,6 +184,37 @@ describe("engine matrix: real engines' archives in, ours out", () => {
     await dockerPullsTricky("from-docker:by-id");
   });
 
+  /** Runs `producer | apolo-images push --input - NAME image:REPO` in a shell. */
+  const pushFromPipe = async (producer: string, name: string, repo: string) => {
+    const push = [...cliCommand(), "push", "-q", "--input", "-", name, `image:${repo}`];
+    const line = `set -o pipefail; ${producer} | ${push.map(shellQuote).join(" ")}`;
+    await run("bash", ["-c", line], { env, timeoutMs: 600_000 });
+  };
+  const dockerCommand = () => `docker -H unix://${shellQuote(e.docker!.socket)}`;
+
+  cell("docker save | gzip > file → push (read as a stream) → docker pull + run", [
+    "docker",
+  ], async () => {
+    const gz = join(dir, "docker-save.tar.gz");
+    await run("bash", ["-c", `${dockerCommand()} save tricky:1 | gzip -1 > ${shellQuote(gz)}`]);
+    await cli("push", "-q", "--input", gz, "tricky:1", "image:from-docker:gzip-file");
+    await dockerPullsTricky("from-docker:gzip-file");
+  });
+
+  cell("docker save | push --input - → docker pull + run", ["docker"], async () => {
+    await pushFromPipe(`${dockerCommand()} save tricky:1`, "tricky:1", "from-docker:pipe");
+    await dockerPullsTricky("from-docker:pipe");
+  });
+
+  cell("docker save | gzip | push --input - → docker pull + run", ["docker"], async () => {
+    await pushFromPipe(
+      `${dockerCommand()} save tricky:1 | gzip -1`,
+      "tricky:1",
+      "from-docker:gzip-pipe",
+    );
+    await dockerPullsTricky("from-docker:gzip-pipe");
+  });
+
   for (const format of ["docker-archive", "oci-archive", "oci-dir"]) {
     cell(`podman save --format ${format} → push → docker pull + run`, [
       "podman",
@@ -201,6 +233,16 @@ describe("engine matrix: real engines' archives in, ours out", () => {
       await dockerPullsTricky(`from-podman:${format}`);
     });
   }
+
+  cell("podman save --format oci-archive | push --input - → docker pull + run", [
+    "podman",
+    "docker",
+  ], async () => {
+    const saved = join(dir, "podman-oci-for-pipe.tar");
+    await podman("save", "-q", "--format", "oci-archive", "-o", saved, "localhost/tricky:1");
+    await pushFromPipe(`cat ${shellQuote(saved)}`, "localhost/tricky:1", "from-podman:pipe");
+    await dockerPullsTricky("from-podman:pipe");
+  });
 
   cell("buildah push oci-archive: → push → docker pull + run", ["podman", "docker"], async () => {
     const saved = join(dir, "buildah.tar");
@@ -513,7 +555,7 @@ describe("engine matrix: real engines' archives in, ours out", () => {
   cell(
     `a ${
       (BIG_BYTES / 1024 ** 3).toFixed(1)
-    } GiB file: docker-save archive → push → docker pull + sha256sum`,
+    } GiB file: docker-save archive | push --input - → docker pull + sha256sum`,
     [
       "docker",
     ],
@@ -522,7 +564,8 @@ describe("engine matrix: real engines' archives in, ours out", () => {
       const { layer, fileDigest } = bigLayer(BIG_BYTES);
       const archive = join(dir, "big.tar");
       const id = await writeDockerSave(archive, [base, layer], ["big:1"]);
-      await cli("push", "-q", "--input", archive, "big:1", "image:big:1");
+      // Through a pipe: the layer goes up as it passes, before manifest.json arrives.
+      await pushFromPipe(`cat ${shellQuote(archive)}`, "big:1", "big:1");
       await docker("pull", "-q", remote("big:1"));
       assert.equal(await dockerId(remote("big:1")), id);
       const sum = await docker(

@@ -21,9 +21,11 @@ export * from "./layout_files.ts";
 export * from "./local_destination.ts";
 export * from "./local_source.ts";
 export * from "./names.ts";
+export * from "./stream_input.ts";
 export * from "./tar_header.ts";
 export * from "./tar_index.ts";
 export * from "./tar_path.ts";
+export * from "./tar_stream.ts";
 export * from "./tar_writer.ts";
 
 // The shared types the ends above implement and take, so the module's API is complete.

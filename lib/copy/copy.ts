@@ -53,7 +53,7 @@ export interface CopyOptions {
   /** Workers that compress on every core; without it, compression runs on this thread. */
   compressors?: CompressorPool;
   /** Remembers compressed forms of uncompressed layers, so re-pushes skip them. */
-  blobCache?: BlobCache;
+  blobCache?: Pick<BlobCache, "lookup" | "store">;
   /** Layers moved at once (default 3). */
   concurrency?: number;
   /** Receives every step of every layer (unthrottled). */
@@ -145,6 +145,11 @@ function platformMatches(candidate: Platform | undefined, wanted: Platform): boo
   if (!candidate) return false;
   if (candidate.os !== wanted.os || candidate.architecture !== wanted.architecture) return false;
   return wanted.variant === undefined || candidate.variant === wanted.variant;
+}
+
+/** The manifest family an uncompressed layer belongs to, by its media type. */
+function dockerOrOci(layer: Descriptor): "docker" | "oci" {
+  return layer.mediaType === MediaType.DockerLayer ? "docker" : "oci";
 }
 
 /** The first 12 hex digits of a digest, as docker shows layer ids. */
@@ -400,13 +405,17 @@ class Copier {
     const known = plan ? await this.#options.blobCache?.lookup(layer.digest, plan.settings) : layer;
     if (known && await this.#destination.hasBlob(known)) {
       this.#step(id, pushing ? "Layer already exists" : "Already exists", layer.size, layer.size);
-      return known;
+      // A cached blob gets the type of this manifest's family (it may have been recorded
+      // for the other one).
+      return plan && compression
+        ? { ...known, mediaType: layerMediaType(compression.format, dockerOrOci(layer)) }
+        : known;
     }
     const active: StepStatus = pushing ? "Pushing" : "Downloading";
     const onProgress = (bytes: number) => this.#step(id, active, bytes, layer.size);
     onProgress(0);
     if (plan && compression) {
-      const family = layer.mediaType === MediaType.DockerLayer ? "docker" : "oci";
+      const family = dockerOrOci(layer);
       const open = async () =>
         (await this.#source.fetchBlob(layer, { signal, onProgress }))
           .pipeThrough(this.#compressor(compression.format, plan));
