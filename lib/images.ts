@@ -144,6 +144,11 @@ export interface PullOptions {
   output?: string;
   /** Format of an output file (default `docker`). */
   format?: OutputFormat;
+  /**
+   * Told the digest of the manifest (or index) written, and the registry's: they differ
+   * when an OCI output got OCI media types for a Docker manifest (same image ID).
+   */
+  onWritten?: (written: string, registry: string) => void;
 }
 
 /**
@@ -367,7 +372,7 @@ export class Images {
     try {
       const destination = await this.#openDestination(options);
       const source = new ImageRegistrySource(client, remote);
-      await copyImage(source, destination, {
+      const copied = await copyImage(source, destination, {
         sourceName: reference,
         destinationName: local.tag ? local.toString() : `${local.name}:latest`,
         platform: options.platform ?? hostPlatform(),
@@ -376,6 +381,7 @@ export class Images {
         onStep: (s) => throttle.report(s),
         signal: options.signal,
       });
+      options.onWritten?.(copied.descriptor.digest, copied.sourceDescriptor.digest);
     } catch (e) {
       // A full disk, a quota, a read-only folder: say so, naming the output.
       throw writeFailure(path, e);

@@ -11,7 +11,8 @@
  * empty layer twice and 27 layers; another holds a multi-GiB file.
  *
  * A cell whose engine cannot run here says so on stderr and in the report
- * (`APOLO_MATRIX_REPORT=file` writes the table), never silently.
+ * (`APOLO_MATRIX_REPORT=file` writes the table), never silently. `APOLO_MATRIX_ONLY=regex`
+ * runs only the cells it matches; `APOLO_MATRIX_BIG_GIB` sets the big file's size.
  */
 
 import { after, before, describe, it } from "node:test";
@@ -33,6 +34,7 @@ import {
 } from "./helpers/engine_images.ts";
 import { run } from "./helpers/tools.ts";
 import { MediaType } from "../lib/oci/media_types.ts";
+import { sha256Digest } from "../lib/oci/digest.ts";
 
 const shellQuote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 const json = (bytes: Uint8Array | string) =>
@@ -64,6 +66,12 @@ describe("engine matrix: real engines' archives in, ours out", () => {
   const cell = (name: string, needs: ("docker" | "ctr" | "podman")[], body: () => Promise<void>) =>
     it(name, async () => {
       const missing = needs.find((n) => !e[n]);
+      const only = process.env.APOLO_MATRIX_ONLY;
+      if (only !== undefined && !new RegExp(only).test(name)) {
+        console.error(`SKIPPED ${name}: not matched by APOLO_MATRIX_ONLY=${only}`);
+        report.push([name, `skipped: not matched by APOLO_MATRIX_ONLY`]);
+        return;
+      }
       if (missing) {
         const reason = e.skipped[missing === "ctr" ? "containerd" : missing];
         console.error(`SKIPPED ${name}: ${reason}`);
@@ -451,7 +459,7 @@ describe("engine matrix: real engines' archives in, ours out", () => {
       [],
       async () => {
         const path = join(dir, out);
-        await cli(
+        const pulled = await cli(
           "pull",
           "-q",
           "image:tricky:v1",
@@ -462,6 +470,8 @@ describe("engine matrix: real engines' archives in, ours out", () => {
           "oci",
         );
         const raw = (await run("skopeo", ["inspect", "--raw", ref(path)])).stdoutBytes;
+        // The pull says which manifest it wrote, and that it is not the registry's.
+        assert.match(pulled.stderr, new RegExp(`as manifest ${sha256Digest(raw)} \\(the registry`));
         // The registry holds a Docker manifest; skopeo converts it the same way for oci:.
         const bySkopeo = join(dir, `by-skopeo-${out.replace(/\W/g, "")}`);
         await run("skopeo", [
@@ -555,29 +565,20 @@ describe("engine matrix: real engines' archives in, ours out", () => {
   cell(
     `a ${
       (BIG_BYTES / 1024 ** 3).toFixed(1)
-    } GiB file: docker-save archive | push --input - → docker pull + sha256sum`,
-    [
-      "docker",
-    ],
+    } GiB file: docker-save archive | push --input - → docker pull (its diffID checked)`,
+    ["docker"],
     async () => {
-      const base = layers[0];
-      const { layer, fileDigest } = bigLayer(BIG_BYTES);
+      const { layer } = bigLayer(BIG_BYTES);
       const archive = join(dir, "big.tar");
-      const id = await writeDockerSave(archive, [base, layer], ["big:1"]);
+      const id = await writeDockerSave(archive, [layers[0], layer], ["big:1"]);
       // Through a pipe: the layer goes up as it passes, before manifest.json arrives.
       await pushFromPipe(`cat ${shellQuote(archive)}`, "big:1", "big:1");
+      // docker pull checks every layer it unpacks against the config's diffID, so the same
+      // image ID means the same bytes of the file (a run would copy it again: vfs).
       await docker("pull", "-q", remote("big:1"));
       assert.equal(await dockerId(remote("big:1")), id);
-      const sum = await docker(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        remote("big:1"),
-        "sha256sum",
-        "/big/file",
-      );
-      assert.equal(`sha256:${sum.stdout.split(" ")[0]}`, fileDigest);
+      const size = await docker("image", "inspect", "--format", "{{.Size}}", remote("big:1"));
+      assert.ok(Number(size.stdout) > BIG_BYTES, `docker holds ${size.stdout.trim()} bytes`);
       await docker("rmi", remote("big:1"));
     },
   );

@@ -136,7 +136,19 @@ export async function runCommand(
       requireOutputAccess(output ?? defaultStorePath());
       const progress = makeProgress(line, signal);
       try {
+        let written: string | undefined;
         const pulled = await images.pull(source, destination, {
+          // An OCI output of a Docker manifest holds a converted one: say which.
+          onWritten: (digest, registry) => {
+            if (digest === registry) return;
+            written = digest;
+            if (!wantsResult(line)) {
+              process.stderr.write(
+                `note: written with OCI media types as manifest ${digest} (the registry's is ` +
+                  `${registry}; the image ID is the same)\n`,
+              );
+            }
+          },
           output,
           format,
           platform,
@@ -149,6 +161,7 @@ export async function runCommand(
           digest,
           remote: source.toString(),
           output: resolve(output ?? defaultStorePath()),
+          ...(written ? { writtenDigest: written } : {}),
           bytesReceived: progress.bytesMoved,
         };
         progress.finish(result);

@@ -74,6 +74,11 @@ export interface CopyResult {
   descriptor: Descriptor;
   /** The name the source held the image under, if any. */
   sourceName?: string;
+  /**
+   * Descriptor of the manifest or index as the source holds it: another digest than
+   * `descriptor`'s when the copy changed it (layers compressed, OCI media types).
+   */
+  sourceDescriptor: Descriptor;
 }
 
 /**
@@ -102,7 +107,7 @@ export async function copyImage(
     // Everything is written (for a registry, the manifest put last is the commit): an
     // abort arriving now is too late to undo anything, so the copy completes.
     await destination.commit();
-    return { descriptor, sourceName: top.name };
+    return { descriptor, sourceName: top.name, sourceDescriptor: top.descriptor };
   } catch (error) {
     await destination.abort().catch(() => {});
     throw error;
