@@ -70,7 +70,16 @@ const MAX_LINK_HOPS = 64;
 const GZIP_MAGIC = [0x1f, 0x8b];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 
-function entryType(typeflag: string): TarEntryType {
+/**
+ * What a tar type flag stands for.
+ *
+ * @example
+ * ```ts
+ * import { entryType } from "./tar_index.ts";
+ * entryType("2"); // "symlink"
+ * ```
+ */
+export function entryType(typeflag: string): TarEntryType {
   switch (typeflag) {
     case "0":
     case "7":
@@ -84,6 +93,28 @@ function entryType(typeflag: string): TarEntryType {
     default:
       return "other";
   }
+}
+
+/**
+ * A hard link's target, normalised (hard links name archive paths); an
+ * {@linkcode ArchiveError} when it leaves the archive.
+ *
+ * @example
+ * ```ts
+ * import { hardLinkTarget } from "./tar_index.ts";
+ * hardLinkTarget("a.tar", "b", "./dir/a"); // "dir/a"
+ * ```
+ */
+export function hardLinkTarget(file: string, name: string, linkname: string): string {
+  const target = normalizeArchivePath(linkname);
+  if (target === undefined || target === "") {
+    throw new ArchiveError(
+      file,
+      showPath(name),
+      `hard link to ${showPath(linkname)} leaves the archive`,
+    );
+  }
+  return target;
 }
 
 function describeNotTar(head: Uint8Array): string {
@@ -532,17 +563,7 @@ async function scan(
               `${MAX_PATH_LENGTH}-character limit`,
           );
         }
-        if (type === "hardlink") {
-          const target = normalizeArchivePath(linkname);
-          if (target === undefined || target === "") {
-            throw new ArchiveError(
-              file,
-              showPath(rawName),
-              `hard link to ${showPath(linkname)} leaves the archive`,
-            );
-          }
-          linkname = target;
-        }
+        if (type === "hardlink") linkname = hardLinkTarget(file, rawName, linkname);
         if (name !== "") {
           if (++count > maxEntries) {
             throw new ArchiveError(file, undefined, `more than ${maxEntries} entries`);

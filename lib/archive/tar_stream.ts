@@ -12,6 +12,7 @@
 
 import { ArchiveError } from "../errors.ts";
 import { BLOCK_SIZE, decodePaxRecords, decodeTarHeader, paddedSize } from "./tar_header.ts";
+import { entryType, hardLinkTarget, type TarEntryType } from "./tar_index.ts";
 import { MAX_PATH_LENGTH, normalizeArchivePath, showPath } from "./tar_path.ts";
 
 /** One entry of a streamed tar. */
@@ -19,7 +20,7 @@ export interface StreamedTarEntry {
   /** Normalised name (no `./`, no trailing `/`). */
   name: string;
   /** What the entry is. */
-  type: "file" | "hardlink" | "symlink" | "directory" | "other";
+  type: TarEntryType;
   /** Size of the data (0 for anything but a file). */
   size: number;
   /** A link's target (a hard link's normalised). */
@@ -83,14 +84,6 @@ class ByteReader {
   async cancel(reason?: unknown): Promise<void> {
     await this.#reader.cancel(reason).catch(() => {});
   }
-}
-
-function entryType(typeflag: string): StreamedTarEntry["type"] {
-  if (typeflag === "0" || typeflag === "7") return "file";
-  if (typeflag === "1") return "hardlink";
-  if (typeflag === "2") return "symlink";
-  if (typeflag === "5") return "directory";
-  return "other";
 }
 
 /**
@@ -188,17 +181,8 @@ export async function* readTarStream(
       }
       let linkname: string | undefined = local.linkpath ?? longLink ?? global.linkpath ??
         header.linkname;
-      if (type === "hardlink") {
-        const target = normalizeArchivePath(linkname);
-        if (target === undefined || target === "") {
-          throw new ArchiveError(
-            file,
-            showPath(rawName),
-            `hard link to ${showPath(linkname)} leaves the archive`,
-          );
-        }
-        linkname = target;
-      } else if (type !== "symlink") linkname = undefined;
+      if (type === "hardlink") linkname = hardLinkTarget(file, rawName, linkname);
+      else if (type !== "symlink") linkname = undefined;
       local = Object.create(null);
       longName = longLink = undefined;
       const dataSize = type === "file" ? size : 0;
