@@ -215,6 +215,18 @@ describe("archives read once from a stream (push --input -, gzip archives)", () 
     assert.ok(peak < 64 * 1024 * 1024, `heap grew by ${peak} bytes while a layer streamed`);
   });
 
+  it("the CLI: --input - on a terminal (nothing piped) says so instead of waiting", async () => {
+    const push = [...cliCommand(), "push", "-q", "--input", "-", "a/b:1", "image:tty:1"];
+    // `script` gives the command a terminal as standard input.
+    const result = await run("script", ["-qec", push.map((a) => `'${a}'`).join(" "), "/dev/null"], {
+      check: false,
+      env: { APOLO_REGISTRY: "http://127.0.0.1:9", APOLO_OWNER: "a", APOLO_CLUSTER: "default" },
+      timeoutMs: 60_000,
+    });
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /standard input is a terminal; pipe an archive into it/);
+  });
+
   it("the CLI: a corrupt archive on standard input fails in one line and tags nothing", {
     skip: !registryAvailable,
   }, async () => {

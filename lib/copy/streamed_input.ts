@@ -13,6 +13,7 @@ import { open } from "node:fs/promises";
 import process from "node:process";
 import { Readable } from "node:stream";
 import { type LocalSource, readArchiveStream } from "../archive/mod.ts";
+import { ImagesError } from "../errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { detectCompression, layerMediaType } from "../oci/media_types.ts";
 import type { BlobCache } from "./blob_cache.ts";
@@ -74,6 +75,13 @@ export async function openStreamedInput(
   destination: ImageDestination,
   options: StreamedInputOptions,
 ): Promise<{ source: LocalSource; blobCache: Pick<BlobCache, "lookup" | "store"> }> {
+  if (input === "-" && process.stdin.isTTY) {
+    // Nothing is piped in: waiting for a terminal to type an archive helps no one.
+    throw new ImagesError(
+      "--input -: standard input is a terminal; pipe an archive into it (docker save IMAGE | ...)",
+      "INPUT_INVALID",
+    );
+  }
   const { format, level } = options.compression;
   const pool = options.compressors;
   const plan = await pool.plan(format, level);
