@@ -250,12 +250,11 @@ describe("images end to end (docker-registry, buildah, skopeo, podman)", () => {
     await cli("pull", "-q", "image:app:v2", "--output", layout);
     const source = await openLocalSource(layout);
     try {
-      assert.deepEqual((await source.names()).sort(), [
-        "docker.io/library/app:v1",
-        "docker.io/library/app:v2",
-      ]);
-      const top = json((await source.resolve("app:v1")).bytes);
+      // Shown as docker shows them; the full names select them too.
+      assert.deepEqual((await source.names()).sort(), ["app:v1", "app:v2"]);
+      const top = json((await source.resolve("docker.io/library/app:v1")).bytes);
       assert.equal(top.config.digest, sourceManifest.config.digest);
+      assert.equal(top.mediaType, "application/vnd.oci.image.manifest.v1+json");
     } finally {
       await source.close();
     }
