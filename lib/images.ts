@@ -317,6 +317,7 @@ export class Images {
           compressors,
           blobCache,
           signal: options.signal,
+          onStep: (s) => throttle.report(s),
         }).catch(async (e) => {
           await destination.abort().catch(() => {});
           throw e;

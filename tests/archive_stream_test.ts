@@ -227,35 +227,62 @@ describe("archives read once from a stream (push --input -, gzip archives)", () 
     assert.match(result.stdout, /standard input is a terminal; pipe an archive into it/);
   });
 
-  it("the CLI: a corrupt archive on standard input fails in one line and tags nothing", {
-    skip: !registryAvailable,
-  }, async () => {
-    const registry: RunningRegistry = await startRegistry();
-    try {
-      const image = syntheticImage([base, app]);
-      const entries = legacySaveEntries(image, ["a/b:1"]);
-      const layer = entries.filter((e) => e.name.endsWith("/layer.tar"))[0];
-      const broken = base.slice();
-      broken[100] ^= 0xff;
-      const { path } = await tarOf(entries.map((e) => e === layer ? { ...e, data: broken } : e));
-      const push = [...cliCommand(), "push", "-q", "--input", "-", "a/b:1", "image:bad:1"];
-      const quoted = push.map((a) => `'${a}'`).join(" ");
-      const result = await run("bash", ["-c", `cat '${path}' | ${quoted}`], {
-        check: false,
-        env: {
-          APOLO_REGISTRY: registry.url,
-          APOLO_OWNER: "alice",
-          APOLO_CLUSTER: "default",
-          XDG_CACHE_HOME: join(dir, "cache"),
-        },
-      });
-      assert.equal(result.code, 1);
-      assert.match(result.stderr, /standard input: .*layer\.tar: .*diffID/);
-      assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
-      const tag = await fetch(`${registry.url}/v2/alice/bad/manifests/1`, { method: "HEAD" });
-      assert.equal(tag.status, 404);
-    } finally {
-      await registry.stop();
-    }
-  });
+  it(
+    "the CLI: a corrupt archive on standard input fails in one line and tags nothing; intact, it goes up",
+    {
+      skip: !registryAvailable,
+    },
+    async () => {
+      const registry: RunningRegistry = await startRegistry();
+      try {
+        const image = syntheticImage([base, app]);
+        const entries = legacySaveEntries(image, ["a/b:1"]);
+        const layer = entries.filter((e) => e.name.endsWith("/layer.tar"))[0];
+        const broken = base.slice();
+        broken[100] ^= 0xff;
+        const { path } = await tarOf(entries.map((e) => e === layer ? { ...e, data: broken } : e));
+        const push = [...cliCommand(), "push", "-q", "--input", "-", "a/b:1", "image:bad:1"];
+        const quoted = push.map((a) => `'${a}'`).join(" ");
+        const result = await run("bash", ["-c", `cat '${path}' | ${quoted}`], {
+          check: false,
+          env: {
+            APOLO_REGISTRY: registry.url,
+            APOLO_OWNER: "alice",
+            APOLO_CLUSTER: "default",
+            XDG_CACHE_HOME: join(dir, "cache"),
+          },
+        });
+        assert.equal(result.code, 1);
+        assert.match(result.stderr, /standard input: .*layer\.tar: .*diffID/);
+        assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
+        const tag = await fetch(`${registry.url}/v2/alice/bad/manifests/1`, { method: "HEAD" });
+        assert.equal(tag.status, 404);
+        // The same archive intact goes up, saying how each layer goes as it passes.
+        const { path: good } = await tarOf(entries);
+        const plain = push.map((a) => a === "-q" ? "--progress=plain" : a);
+        const pushed = await run("bash", [
+          "-c",
+          `cat '${good}' | ${plain.map((a) => `'${a}'`).join(" ")}`,
+        ], {
+          env: {
+            APOLO_REGISTRY: registry.url,
+            APOLO_OWNER: "alice",
+            APOLO_CLUSTER: "default",
+            XDG_CACHE_HOME: join(dir, "cache"),
+          },
+        });
+        assert.match(pushed.stdout + pushed.stderr, /Pushed/);
+        const config = await run("skopeo", [
+          "inspect",
+          "--config",
+          "--raw",
+          "--tls-verify=false",
+          `docker://${new URL(registry.url).host}/alice/bad:1`,
+        ]);
+        assert.deepEqual(config.stdoutBytes, image.config);
+      } finally {
+        await registry.stop();
+      }
+    },
+  );
 });

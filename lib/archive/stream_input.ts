@@ -37,9 +37,14 @@ export interface ArchiveStreamOptions {
   location: string;
   /**
    * Sends one layer on as its bytes pass (`head` holds its first bytes, to tell its
-   * compression); resolves with the descriptor it has where it went.
+   * compression; `entry` names it and gives its size, for progress); resolves with the
+   * descriptor it has where it went.
    */
-  sendLayer(data: ReadableStream<Uint8Array>, head: Uint8Array): Promise<Descriptor>;
+  sendLayer(
+    data: ReadableStream<Uint8Array>,
+    head: Uint8Array,
+    entry: { name: string; size: number },
+  ): Promise<Descriptor>;
   /** Cancels the reading. */
   signal?: AbortSignal;
 }
@@ -168,7 +173,7 @@ export async function readArchiveStream(
           },
         }),
       );
-      const stored = await options.sendLayer(counted, peeked.head);
+      const stored = await options.sendLayer(counted, peeked.head, entry);
       const digest = counter.digest();
       if (counter.size !== entry.size) {
         throw new ArchiveError(file, showPath(entry.name), "was not read to its end");

@@ -19,6 +19,7 @@ import { detectCompression, layerMediaType } from "../oci/media_types.ts";
 import type { BlobCache } from "./blob_cache.ts";
 import type { LayerCompression } from "./compress.ts";
 import type { ImageDestination } from "./ends.ts";
+import type { ImageProgressStep, StepStatus } from "../progress.ts";
 import { type CompressorPool, parallelCompressStream } from "./parallel_compress.ts";
 
 /** Options of {@linkcode openStreamedInput}. */
@@ -31,6 +32,8 @@ export interface StreamedInputOptions {
   blobCache?: Pick<BlobCache, "lookup" | "store">;
   /** Cancels reading and uploading. */
   signal?: AbortSignal;
+  /** Told how each layer's upload goes (named by the hex in its entry's name). */
+  onStep?: (step: ImageProgressStep) => void;
 }
 
 /**
@@ -88,9 +91,12 @@ export async function openStreamedInput(
   const bytes = input === "-"
     ? Readable.toWeb(process.stdin)
     : Readable.toWeb(createReadStream(input));
-  const sendLayer = async (data: ReadableStream<Uint8Array>, head: Uint8Array) => {
-    const compression = detectCompression(head);
-    const signal = options.signal;
+  // Compressed layers go as they are; a tar is compressed as a file push would.
+  const upload = async (
+    data: ReadableStream<Uint8Array>,
+    compression: ReturnType<typeof detectCompression>,
+    signal?: AbortSignal,
+  ) => {
     if (compression !== "none") {
       return await destination.putBlob(data, { mediaType: layerMediaType(compression, "oci") }, {
         signal,
@@ -102,6 +108,37 @@ export async function openStreamedInput(
     return await destination.putBlob(compressed, { mediaType: layerMediaType(format, "oci") }, {
       signal,
     });
+  };
+  const sendLayer = async (
+    stream: ReadableStream<Uint8Array>,
+    head: Uint8Array,
+    entry: { name: string; size: number },
+  ) => {
+    const compression = detectCompression(head);
+    const signal = options.signal;
+    const layerId = /[a-f0-9]{12}/.exec(entry.name)?.[0] ?? entry.name;
+    const step = (status: StepStatus, current: number) =>
+      options.onStep?.({
+        layerId,
+        status,
+        current,
+        total: entry.size,
+        message: `${status} ${current}/${entry.size}`,
+      });
+    let passed = 0;
+    const data = stream.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          passed += chunk.length;
+          step("Pushing", passed);
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    step("Pushing", 0);
+    const stored = await upload(data, compression, signal);
+    step("Pushed", entry.size);
+    return stored;
   };
   const { source, sent } = await readArchiveStream(bytes as ReadableStream<Uint8Array>, {
     location: input === "-" ? "standard input" : input,
