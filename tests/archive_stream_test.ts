@@ -58,7 +58,7 @@ async function readStreamed(bytes: Uint8Array, chunk = 4096) {
     location: "standard input",
     sendLayer,
   });
-  return { ...result, sent };
+  return { ...result, sent, ended: () => ended };
 }
 
 describe("archives read once from a stream (push --input -, gzip archives)", () => {
@@ -95,6 +95,14 @@ describe("archives read once from a stream (push --input -, gzip archives)", () 
         await file.close();
       }
     }
+  });
+
+  it("the padding after the end of the archive is read, so the producer of a pipe never meets a closed pipe", async () => {
+    const { bytes } = await tarOf(legacySaveEntries(syntheticImage([base]), ["a/b:1"]));
+    const padded = new Uint8Array(bytes.length + 64 * 1024); // GNU tar pads to its record size
+    padded.set(bytes);
+    const streamed = await readStreamed(padded);
+    assert.ok(streamed.ended(), "read to the end");
   });
 
   it("a gzip-compressed archive reads the same", async () => {

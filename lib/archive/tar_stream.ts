@@ -33,6 +33,8 @@ export interface StreamedTarEntry {
 }
 
 const MAX_META_BYTES = 1024 * 1024;
+/** What is read after the end of the archive, at most, before the stream is let go. */
+const MAX_TRAILER_BYTES = 16 * 1024 * 1024;
 
 /** Reads exact byte counts from a stream of chunks of any size. */
 class ByteReader {
@@ -125,7 +127,12 @@ export async function* readTarStream(
         );
       }
       const header = decodeTarHeader(block);
-      if (header === "zero") return;
+      if (header === "zero") {
+        // Read the rest (tar pads to its record size): a producer in a pipe whose last
+        // write found the pipe closed would fail (EPIPE), and `set -o pipefail` with it.
+        await input.skip(MAX_TRAILER_BYTES);
+        return;
+      }
       if (header === "checksum" || header === "field") {
         throw new ArchiveError(
           file,
