@@ -114,11 +114,19 @@ describe("CLI results, help and connection errors", () => {
   });
 
   it("every command's --help lists all its options; --version prints the version", async () => {
+    // Every help line fits an 80-column terminal, where it is read.
+    const fits = (help: string, command: string) => {
+      for (const line of help.split("\n")) {
+        assert.ok(line.length <= 80, `${command} --help: ${line.length} columns: ${line}`);
+      }
+    };
+    fits((await cli(["--help"])).stdout, "apolo-images");
     for (const command of ["push", "pull", "digest", "rm", "ls", "tags", "size"] as const) {
       const help = (await cli([command, "--help"])).stdout;
       for (const name of optionNames(command)) {
         assert.match(help, new RegExp(`--${name}\\b`), `${command} --help lacks --${name}`);
       }
+      fits(help, command);
     }
     const pushHelp = (await cli(["push", "--help"])).stdout;
     assert.match(pushHelp, /--concurrency N .*\(default 3\)/);
