@@ -175,12 +175,11 @@ export async function runCommand(
       if (line.json) {
         print(tagged.map((t, i) => ({ image: t.toString(), tag: t.tag, size: sizes[i] })), "");
       } else {
-        tagged.forEach((t, i) =>
-          out(
-            long
-              ? `${shortImageUri(t, current)}  ${humanSize(sizes[i])}`
-              : shortImageUri(t, current),
-          )
+        const names = tagged.map((t) => shortImageUri(t, current));
+        // The sizes in one column, as `ls -l` lines up its docker URLs.
+        const width = Math.max(0, ...names.map((n) => n.length));
+        names.forEach((name, i) =>
+          out(long ? `${name.padEnd(width)}  ${humanSize(sizes[i])}` : name)
         );
       }
       return;
