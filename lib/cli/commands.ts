@@ -235,7 +235,13 @@ export async function runCommand(
       });
       for (const image of targets) {
         const removed = await removeImage(images, image, line.options.force === true);
-        for (const r of removed) print(r, `Deleted ${r.image} (${r.digest})`);
+        for (const r of removed) {
+          // A name given by digest already shows it; a tag's line adds its digest.
+          print(
+            r,
+            r.image.endsWith(r.digest) ? `Deleted ${r.image}` : `Deleted ${r.image} (${r.digest})`,
+          );
+        }
       }
       return;
     }
