@@ -25,7 +25,7 @@ import type { LayerCompression } from "./copy/compress.ts";
 import type { ImageDestination, ImageSource, ResolvedImage } from "./copy/ends.ts";
 import { RegistryDestination, RegistrySource } from "./copy/registry_end.ts";
 import { type AbstractDockerImageProgress, StepThrottle } from "./progress.ts";
-import { ImageNameParser, type LocalImage, RemoteImage, Tag } from "./reference.ts";
+import { ImageNameParser, LocalImage, RemoteImage, Tag } from "./reference.ts";
 import {
   ManifestNotFoundError,
   RegistryClient,
@@ -366,6 +366,9 @@ export class Images {
       );
     }
     local ??= this.parser.remoteToLocal(remote);
+    // The name the image is written under, and the one returned: a missing tag (an image
+    // pulled by digest alone) means `latest`, as everywhere.
+    local = new LocalImage(local.name, local.tag ?? "latest");
     const { client, reference } = await found(remote, () => this.#resolve(remote));
     options.progress?.pull({ src: remote, dst: local });
     const throttle = new StepThrottle((s) => options.progress?.step(s));
@@ -375,7 +378,7 @@ export class Images {
       const source = new ImageRegistrySource(client, remote);
       const copied = await copyImage(source, destination, {
         sourceName: reference,
-        destinationName: local.tag ? local.toString() : `${local.name}:latest`,
+        destinationName: local.toString(),
         platform: options.platform ?? hostPlatform(),
         compression: false,
         concurrency: this.#options.concurrency,

@@ -14,7 +14,7 @@ import { createServer as createHttpsServer } from "node:https";
 import { connect, createServer as createTcpServer, type Server } from "node:net";
 import { join } from "node:path";
 import { makeCertificate, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { runCli } from "./helpers/cli.ts";
+import { isBun, runCli } from "./helpers/cli.ts";
 import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
 import { docker25SaveEntries, layerTar, syntheticImage, writeTar } from "./helpers/tools.ts";
 import { optionNames } from "../lib/cli/options.ts";
@@ -114,11 +114,19 @@ describe("CLI results, help and connection errors", () => {
   });
 
   it("every command's --help lists all its options; --version prints the version", async () => {
+    // Every help line fits an 80-column terminal, where it is read.
+    const fits = (help: string, command: string) => {
+      for (const line of help.split("\n")) {
+        assert.ok(line.length <= 80, `${command} --help: ${line.length} columns: ${line}`);
+      }
+    };
+    fits((await cli(["--help"])).stdout, "apolo-images");
     for (const command of ["push", "pull", "digest", "rm", "ls", "tags", "size"] as const) {
       const help = (await cli([command, "--help"])).stdout;
       for (const name of optionNames(command)) {
         assert.match(help, new RegExp(`--${name}\\b`), `${command} --help lacks --${name}`);
       }
+      fits(help, command);
     }
     const pushHelp = (await cli(["push", "--help"])).stdout;
     assert.match(pushHelp, /--concurrency N .*\(default 3\)/);
@@ -145,6 +153,22 @@ describe("CLI results, help and connection errors", () => {
     } finally {
       await close(server as unknown as Server);
     }
+  });
+
+  it("a port Deno's fetch blocks (6000): named, not retried", {
+    skip: isBun ? "Bun's fetch blocks no port" : false,
+  }, async () => {
+    const run = await cli(
+      ["digest", "image:app:1"],
+      { APOLO_REGISTRY: "http://127.0.0.1:6000" },
+      1,
+    );
+    assert.match(
+      run.stderr,
+      /fetch refuses port 6000 \(a port browsers block\); serve the registry/,
+    );
+    assert.doesNotMatch(run.stderr, /retr|fetch failed|unexpected/);
+    assert.equal(run.stderr.trim().split("\n").length, 1);
   });
 
   it("a closed port: refused, naming host and port, not retried", async () => {

@@ -153,6 +153,22 @@ describe("references with digests (docker-registry, skopeo)", () => {
     );
   });
 
+  it("pull by digest alone writes, prints and returns the name it gives: NAME:latest", async () => {
+    const output = join(dir, "digest-only.tar");
+    assert.equal(await ok("pull", "-q", `image:app@${digestB}`, "--output", output), "app:latest");
+    const manifest = await run("tar", ["-xOf", output, "manifest.json"]);
+    assert.deepEqual(json(manifest.stdoutBytes)[0].RepoTags, ["app:latest"]);
+    const viaJson = JSON.parse(
+      await ok("pull", "-q", "--json", `image:app@${digestB}`, "--output", output),
+    );
+    assert.equal(viaJson.image, "app:latest");
+    assert.equal(viaJson.digest, digestB);
+    const pulled = await api.pull(api.parser.parseRemote(`image:app@${digestB}`), undefined, {
+      output,
+    });
+    assert.equal(pulled.toString(), "app:latest");
+  });
+
   it("a tag pinned to another digest fails and writes nothing", async () => {
     const pinned = `image:app:v1@${digestA}`;
     const output = join(dir, "pinned.tar");
@@ -198,7 +214,7 @@ describe("references with digests (docker-registry, skopeo)", () => {
   it("rm by digest deletes exactly that manifest: the other and its tags stay", async () => {
     const removed = await ok("rm", `image:app@${digestB}`);
     assert.deepEqual(removed.split("\n"), [
-      `Deleted image://default/alice/app@${digestB} (${digestB})`,
+      `Deleted image://default/alice/app@${digestB}`,
       `Deleted image://default/alice/app:v1 (${digestB})`,
       `Deleted image://default/alice/app:v2 (${digestB})`,
     ]);

@@ -200,12 +200,11 @@ export async function runCommand(
       if (line.json) {
         print(tagged.map((t, i) => ({ image: t.toString(), tag: t.tag, size: sizes[i] })), "");
       } else {
-        tagged.forEach((t, i) =>
-          out(
-            long
-              ? `${shortImageUri(t, current)}  ${humanSize(sizes[i])}`
-              : shortImageUri(t, current),
-          )
+        const names = tagged.map((t) => shortImageUri(t, current));
+        // The sizes in one column, as `ls -l` lines up its docker URLs.
+        const width = Math.max(0, ...names.map((n) => n.length));
+        names.forEach((name, i) =>
+          out(long ? `${name.padEnd(width)}  ${humanSize(sizes[i])}` : name)
         );
       }
       return;
@@ -261,7 +260,13 @@ export async function runCommand(
       });
       for (const image of targets) {
         const removed = await removeImage(images, image, line.options.force === true);
-        for (const r of removed) print(r, `Deleted ${r.image} (${r.digest})`);
+        for (const r of removed) {
+          // A name given by digest already shows it; a tag's line adds its digest.
+          print(
+            r,
+            r.image.endsWith(r.digest) ? `Deleted ${r.image}` : `Deleted ${r.image} (${r.digest})`,
+          );
+        }
       }
       return;
     }

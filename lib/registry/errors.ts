@@ -103,12 +103,14 @@ export type UnreachableCode =
   | "TLS_MISMATCH"
   | "TLS_CERTIFICATE"
   | "CONNECTION_REFUSED"
-  | "HOST_NOT_FOUND";
+  | "HOST_NOT_FOUND"
+  | "PORT_BLOCKED";
 
 /**
  * The registry cannot be reached, and trying again would not help: TLS spoken to a port
  * that answers plain HTTP, a certificate refused, a port nobody listens on, a host name
- * that does not resolve (see {@linkcode unreachableError}). Not retried.
+ * that does not resolve, a port the runtime's fetch blocks (see
+ * {@linkcode unreachableError}). Not retried.
  *
  * @example
  * ```ts
@@ -203,6 +205,15 @@ export function unreachableError(
     return fail(
       `the TLS certificate of ${where} was refused: ${words ? `${words} (${reason})` : reason}`,
       "TLS_CERTIFICATE",
+    );
+  }
+  // Deno's fetch refuses the ports browsers block (6000, 6665-6669, 10080, ...) before
+  // connecting: no retry can cure that.
+  if (/Requests to port \d+ are blocked/i.test(reason)) {
+    return fail(
+      `this runtime's fetch refuses port ${port} (a port browsers block); ` +
+        "serve the registry on another port",
+      "PORT_BLOCKED",
     );
   }
   if (!firstContact) return undefined;
