@@ -297,20 +297,18 @@ export class Images {
       const uploads = this.#options.resumableUploads && cacheDir !== false
         ? new UploadRecords(cacheDir)
         : undefined;
+      const blobCache = cacheDir === false ? undefined : new BlobCache(cacheDir);
       const destination = new RegistryDestination(
         this.#client(remote),
         remote.repository,
         [],
-        { uploads },
+        { uploads, blobCache },
       );
       const compression = {
         format: this.#options.compression ?? "gzip",
         level: this.#options.compressionLevel,
       };
-      let blobCache: Pick<BlobCache, "lookup" | "store"> | undefined =
-        this.#options.cacheDir === false
-          ? undefined
-          : new BlobCache(this.#options.cacheDir ?? defaultCacheDir());
+      let layerCache: Pick<BlobCache, "lookup" | "store"> | undefined = blobCache;
       if (!source) {
         const opened = await openStreamedInput(input, destination, {
           compression,
@@ -323,7 +321,7 @@ export class Images {
           throw e;
         });
         source = opened.source;
-        blobCache = opened.blobCache;
+        layerCache = opened.blobCache;
         sourceName = await localReference(source, local, input);
       }
       await copyImage(source, destination, {
@@ -334,7 +332,7 @@ export class Images {
         compression,
         compressors,
         concurrency: this.#options.concurrency,
-        blobCache,
+        blobCache: layerCache,
         onStep: (s) => throttle.report(s),
         signal: options.signal,
         suspend: options.suspend,
@@ -375,7 +373,10 @@ export class Images {
     const path = options.output ?? this.#options.store ?? defaultStorePath();
     try {
       const destination = await this.#openDestination(options);
-      const source = new ImageRegistrySource(client, remote);
+      const cacheDir = this.#options.cacheDir ?? defaultCacheDir();
+      const source = new ImageRegistrySource(client, remote, {
+        blobCache: cacheDir === false ? undefined : new BlobCache(cacheDir),
+      });
       const copied = await copyImage(source, destination, {
         sourceName: reference,
         destinationName: local.toString(),
@@ -544,8 +545,8 @@ function asImageNotFound(image: RemoteImage, error: unknown): unknown {
 class ImageRegistrySource extends RegistrySource {
   readonly #image: RemoteImage;
 
-  constructor(client: RegistryClient, image: RemoteImage) {
-    super(client, image.repository);
+  constructor(client: RegistryClient, image: RemoteImage, options: { blobCache?: BlobCache } = {}) {
+    super(client, image.repository, options);
     this.#image = image;
   }
 

@@ -1,10 +1,13 @@
 /**
  * Remembers which compressed blob an uncompressed layer became, so a re-push of an
  * unchanged image asks the registry "do you have it?" instead of reading and
- * compressing the layer again.
+ * compressing the layer again; and where (registry, repository) each blob or manifest
+ * was seen, pushed or pulled, so a push to another repository of the same registry
+ * mounts it instead of uploading it again (as containers/image's blob-info cache does).
  *
  * One small JSON file per entry, written to a temporary name and renamed, so several
- * processes can share the cache; an unreadable or stale entry just means a normal upload.
+ * processes can share the cache; an unreadable or stale entry just means a normal upload
+ * (a lost update between two processes only costs a mount not tried).
  *
  * @module
  */
@@ -51,10 +54,14 @@ export function defaultCacheDir(environment: Record<string, string | undefined> 
  */
 export class BlobCache {
   readonly #dir: string;
+  readonly #locations: string;
+  /** Locations recorded by this process, so a blob seen again costs no file access. */
+  readonly #recorded = new Set<string>();
 
   /** @param dir the cache folder (created on first write) */
   constructor(dir: string) {
     this.#dir = join(dir, "compressed");
+    this.#locations = join(dir, "locations");
   }
 
   #path(uncompressed: string, settings: string): string {
@@ -90,4 +97,78 @@ export class BlobCache {
       await rm(temporary, { force: true }).catch(() => {});
     }
   }
+
+  #locationPath(digest: string): string {
+    return join(this.#locations, `${digest.replace(":", "-")}.json`);
+  }
+
+  async #readLocations(digest: string): Promise<BlobLocation[]> {
+    try {
+      const entry = JSON.parse(await readFile(this.#locationPath(digest), "utf8"));
+      if (entry.digest !== digest || !Array.isArray(entry.seen)) return [];
+      return entry.seen.filter((l: Partial<BlobLocation>) =>
+        typeof l?.host === "string" && typeof l.repository === "string" &&
+        Number.isSafeInteger(l.at)
+      );
+    } catch {
+      return [];
+    }
+  }
+
+  /**
+   * The repositories of registry `host` where a blob or manifest was last seen, the
+   * most recent first. A hint: the registry may have deleted it since.
+   */
+  async whereSeen(digest: string, host: string): Promise<string[]> {
+    if (!isDigest(digest)) return [];
+    return (await this.#readLocations(digest))
+      .filter((l) => l.host === host)
+      .sort((a, b) => b.at - a.at)
+      .map((l) => l.repository);
+  }
+
+  /**
+   * Records that repository `repository` of registry `host` holds a blob or manifest;
+   * failures to write are ignored. At most {@linkcode MAX_LOCATIONS} are kept per
+   * digest, the most recent.
+   */
+  async seenAt(digest: string, host: string, repository: string): Promise<void> {
+    const key = `${digest} ${host} ${repository}`;
+    if (!isDigest(digest) || this.#recorded.has(key)) return;
+    this.#recorded.add(key);
+    const seen = (await this.#readLocations(digest))
+      .filter((l) => l.host !== host || l.repository !== repository);
+    seen.unshift({ host, repository, at: Date.now() });
+    seen.sort((a, b) => b.at - a.at);
+    const path = this.#locationPath(digest);
+    const temporary = `${path}.tmp-${randomUUID()}`;
+    try {
+      await mkdir(this.#locations, { recursive: true });
+      await writeFile(temporary, JSON.stringify({ digest, seen: seen.slice(0, MAX_LOCATIONS) }));
+      await rename(temporary, path);
+    } catch {
+      await rm(temporary, { force: true }).catch(() => {});
+    }
+  }
+}
+
+/** How many locations are kept per digest. */
+export const MAX_LOCATIONS = 16;
+
+/**
+ * Where a blob or manifest was seen.
+ *
+ * @example
+ * ```ts
+ * import type { BlobLocation } from "./blob_cache.ts";
+ * const seen: BlobLocation = { host: "registry.example.com", repository: "alice/base", at: Date.now() };
+ * ```
+ */
+export interface BlobLocation {
+  /** `host[:port]` of the registry. */
+  host: string;
+  /** The repository. */
+  repository: string;
+  /** When, ms since the epoch. */
+  at: number;
 }

@@ -54,7 +54,10 @@ export interface CopyOptions {
   compressors?: CompressorPool;
   /** Remembers compressed forms of uncompressed layers, so re-pushes skip them. */
   blobCache?: Pick<BlobCache, "lookup" | "store">;
-  /** Layers moved at once (default 3). */
+  /**
+   * Layers of 8 MiB or more moved at once (default 3); a smaller blob takes a share of
+   * one by its size, so up to 8 times as many small ones go at once.
+   */
   concurrency?: number;
   /** Receives every step of every layer (unthrottled). */
   onStep?: (step: ImageProgressStep) => void;
@@ -168,6 +171,22 @@ export const MAX_INDEX_DEPTH = 3;
 const encoder = new TextEncoder();
 const OCI = MediaType.OciManifest;
 const ZSTD = MediaType.OciLayerZstd;
+
+/** Whether a layer is an uncompressed tar (which a push compresses). */
+function isUncompressed(layer: Descriptor): boolean {
+  return layer.mediaType === MediaType.DockerLayer || layer.mediaType === MediaType.OciLayer;
+}
+
+/** A blob of this size or more takes a full share of the copy's concurrency. */
+const FULL_SHARE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The share of the concurrency a blob of `size` bytes takes: small blobs cost little to
+ * move but a few round trips each, so many of them go at once (up to 8 in one share).
+ */
+function transferCost(size: number): number {
+  return Math.min(1, Math.max(1 / 8, size / FULL_SHARE_BYTES));
+}
 
 /** One copy in progress: holds the options so the steps below stay short. */
 class Copier {
@@ -305,17 +324,66 @@ class Copier {
       }
     }
     for (const layer of manifest.layers) this.#step(shortId(layer.digest), "Waiting");
+    const family = descriptor.mediaType === MediaType.DockerManifest ? "docker" : "oci";
+    /** The manifest as written, with the layers as the destination holds them. */
+    const rewrite = (layers: Descriptor[]) => {
+      const changed = layers.some((l, i) => l.digest !== manifest.layers[i].digest);
+      // zstd layers exist in OCI manifests only (podman refuses them in a Docker one); an
+      // OCI layout holds OCI types only. The config keeps its bytes, so the image ID stays.
+      const toOci = (this.#destination.ociOnly || layers.some((l) => l.mediaType === ZSTD)) &&
+        hasDockerMediaTypes({ ...manifest, mediaType: descriptor.mediaType, layers });
+      if (!changed && !toOci) return { bytes, descriptor };
+      const written = toOci
+        ? ociManifestBytes({ ...manifest, layers })
+        : encoder.encode(JSON.stringify(
+          {
+            ...manifest,
+            mediaType: family === "docker" ? MediaType.DockerManifest : MediaType.OciManifest,
+            layers,
+          },
+          null,
+          2,
+        ));
+      return {
+        bytes: written,
+        descriptor: {
+          mediaType: toOci ? OCI : descriptor.mediaType,
+          digest: sha256Digest(written),
+          size: written.byteLength,
+        },
+      };
+    };
+    // Every layer's form known: the same manifest written before needs no blob at all.
+    const foreseen = await this.#foreseenLayers(manifest.layers);
+    if (foreseen && this.#destination.hasManifest) {
+      const out = rewrite(foreseen);
+      if (await this.#destination.hasManifest(out.descriptor, signal)) {
+        for (const layer of manifest.layers) {
+          const id = shortId(layer.digest);
+          this.#step(id, "Preparing");
+          this.#step(id, "Layer already exists", layer.size, layer.size);
+        }
+        await this.#destination.putManifest(out.bytes, out.descriptor, name);
+        return out.descriptor;
+      }
+    }
     // A suspended layer does not stop the others at once (that would cancel their
     // sessions): each stops at its next chunk, and the suspension is thrown after.
     let suspended: unknown;
     // Largest layers first: the last one to start then is a small one, so the copy does
     // not end with one big layer running alone on a machine built for several at once.
+    // The config goes first, alongside them.
     const order = manifest.layers.map((_, i) => i)
       .sort((a, b) => manifest.layers[b].size - manifest.layers[a].size);
+    const CONFIG = -1;
     const copied = await mapConcurrent(
-      order,
+      [CONFIG, ...order],
       this.#options.concurrency ?? 3,
       async (i, _k, layerSignal) => {
+        if (i === CONFIG) {
+          await this.#copyConfig(manifest.config, configBytes, layerSignal);
+          return manifest.config;
+        }
         const layer = manifest.layers[i];
         try {
           return await this.#copyLayer(layer, layerSignal);
@@ -326,41 +394,40 @@ class Copier {
         }
       },
       signal,
+      (i) => transferCost(i === CONFIG ? manifest.config.size : manifest.layers[i].size),
     );
     if (suspended) throw suspended;
     const layers: Descriptor[] = new Array(manifest.layers.length);
-    order.forEach((i, k) => layers[i] = copied[k]);
-    await this.#copyConfig(manifest.config, configBytes);
-    const family = descriptor.mediaType === MediaType.DockerManifest ? "docker" : "oci";
-    const changed = layers.some((l, i) => l.digest !== manifest.layers[i].digest);
-    // zstd layers exist in OCI manifests only (podman refuses them in a Docker one); an
-    // OCI layout holds OCI types only. The config keeps its bytes, so the image ID stays.
-    const toOci = (this.#destination.ociOnly || layers.some((l) => l.mediaType === ZSTD)) &&
-      hasDockerMediaTypes({ ...manifest, mediaType: descriptor.mediaType, layers });
-    if (changed || toOci) {
-      bytes = toOci ? ociManifestBytes({ ...manifest, layers }) : encoder.encode(JSON.stringify(
-        {
-          ...manifest,
-          mediaType: family === "docker" ? MediaType.DockerManifest : MediaType.OciManifest,
-          layers,
-        },
-        null,
-        2,
-      ));
-      descriptor = {
-        mediaType: toOci ? OCI : descriptor.mediaType,
-        digest: sha256Digest(bytes),
-        size: bytes.byteLength,
-      };
-    }
-    await this.#destination.putManifest(bytes, descriptor, name);
-    return descriptor;
+    order.forEach((i, k) => layers[i] = copied[k + 1]);
+    const out = rewrite(layers);
+    await this.#destination.putManifest(out.bytes, out.descriptor, name);
+    return out.descriptor;
   }
 
-  async #copyConfig(config: Descriptor, bytes: Uint8Array): Promise<void> {
-    if (await this.#destination.hasBlob(config)) return;
+  /**
+   * The descriptors the layers will have in the destination, when each is known without
+   * reading it (kept as it is, or its compressed form in the blob cache); else undefined.
+   */
+  async #foreseenLayers(layers: readonly Descriptor[]): Promise<Descriptor[] | undefined> {
+    const compression = this.#options.compression;
+    const out: Descriptor[] = [];
+    for (const layer of layers) {
+      if (!compression || !isUncompressed(layer)) {
+        out.push(layer);
+        continue;
+      }
+      const plan = await this.#plan(compression);
+      const known = await this.#options.blobCache?.lookup(layer.digest, plan.settings);
+      if (!known) return undefined;
+      out.push(known);
+    }
+    return out;
+  }
+
+  async #copyConfig(config: Descriptor, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
+    if (await this.#destination.hasBlob(config, signal)) return;
     await this.#destination.putBlob(streamOf(bytes), config, {
-      signal: this.#options.signal,
+      signal,
       reopen: () => Promise.resolve(streamOf(bytes)),
     });
   }
@@ -402,13 +469,12 @@ class Copier {
         message: `Resuming at ${offset} bytes`,
       });
     const compression = this.#options.compression;
-    const uncompressed = layer.mediaType === MediaType.DockerLayer ||
-      layer.mediaType === MediaType.OciLayer;
+    const uncompressed = isUncompressed(layer);
     const pushing = this.#options.operation === "push";
     this.#step(id, "Preparing");
     const plan = uncompressed && compression ? await this.#plan(compression) : undefined;
     const known = plan ? await this.#options.blobCache?.lookup(layer.digest, plan.settings) : layer;
-    if (known && await this.#destination.hasBlob(known)) {
+    if (known && await this.#destination.hasBlob(known, signal)) {
       this.#step(id, pushing ? "Layer already exists" : "Already exists", layer.size, layer.size);
       // A cached blob gets the type of this manifest's family (it may have been recorded
       // for the other one).

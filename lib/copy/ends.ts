@@ -116,7 +116,12 @@ export interface ImageDestination {
    */
   readonly ociOnly?: boolean;
   /** Whether the destination already holds this blob (so it need not be sent). */
-  hasBlob(descriptor: Descriptor): Promise<boolean>;
+  hasBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Whether the destination holds this manifest with every blob it names (so storing it
+   * under a name is all a copy has to do). Optional: without it, blobs are checked.
+   */
+  hasManifest?(descriptor: Descriptor, signal?: AbortSignal): Promise<boolean>;
   /**
    * Stores a blob; the digest and size are computed while the bytes stream and checked
    * against `info` where it gives them. Returns the blob's full descriptor.

@@ -5,9 +5,11 @@
  */
 
 /**
- * Maps `items` through `task` with at most `limit` running at once, keeping order.
- * When a task fails, the signal handed to the others is aborted and the first error
- * is thrown once every started task has settled (so nothing runs on behind the caller).
+ * Maps `items` through `task` keeping order, starting them in order while the costs of
+ * those running add up to at most `limit` (each costs 1 unless `cost` says otherwise;
+ * one always runs, whatever its cost). When a task fails, the signal handed to the
+ * others is aborted and the first error is thrown once every started task has settled
+ * (so nothing runs on behind the caller).
  *
  * @example
  * ```ts
@@ -21,6 +23,7 @@ export async function mapConcurrent<T, R>(
   limit: number,
   task: (item: T, index: number, signal: AbortSignal) => Promise<R>,
   signal?: AbortSignal,
+  cost: (item: T) => number = () => 1,
 ): Promise<R[]> {
   const stop = new AbortController();
   const onAbort = () => stop.abort(signal?.reason);
@@ -28,21 +31,35 @@ export async function mapConcurrent<T, R>(
   if (signal?.aborted) onAbort();
   const results = new Array<R>(items.length);
   let next = 0;
+  let load = 0;
   let failure: { error: unknown } | undefined;
-  const worker = async () => {
-    while (next < items.length && !stop.signal.aborted) {
-      const index = next++;
+  const running = new Set<Promise<void>>();
+  const start = (index: number) => {
+    const share = cost(items[index]);
+    load += share;
+    // Begun a microtask later, so `run` is set when it ends even if `task` throws at once.
+    const run: Promise<void> = Promise.resolve().then(async () => {
       try {
         results[index] = await task(items[index], index, stop.signal);
       } catch (error) {
         failure ??= { error };
         stop.abort(error);
+      } finally {
+        load -= share;
+        running.delete(run);
       }
-    }
+    });
+    running.add(run);
   };
   try {
-    const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker);
-    await Promise.all(workers);
+    for (;;) {
+      while (
+        next < items.length && !stop.signal.aborted &&
+        (running.size === 0 || load + cost(items[next]) <= Math.max(1, limit) + 1e-9)
+      ) start(next++);
+      if (running.size === 0) break;
+      await Promise.race(running);
+    }
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }

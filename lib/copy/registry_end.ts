@@ -4,7 +4,7 @@
  * @module
  */
 
-import { DigestMismatchError, ImagesError } from "../errors.ts";
+import { AbortedError, DigestMismatchError, ImagesError } from "../errors.ts";
 import { sha256Digest } from "../oci/digest.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import type { RegistryClient } from "../registry/client.ts";
@@ -17,7 +17,11 @@ import type {
   ResolvedImage,
   TransferOptions,
 } from "./ends.ts";
+import type { BlobCache } from "./blob_cache.ts";
 import type { UploadKey, UploadRecords } from "./upload_records.ts";
+
+/** Repositories a blob is tried to be mounted from before it is uploaded. */
+const MAX_MOUNT_SOURCES = 3;
 
 /**
  * Reads images from one repository of a registry.
@@ -32,14 +36,18 @@ import type { UploadKey, UploadRecords } from "./upload_records.ts";
 export class RegistrySource implements ImageSource {
   readonly #client: RegistryClient;
   readonly #repository: string;
+  readonly #cache?: BlobCache;
 
   /**
    * @param client the registry
    * @param repository the repository path, e.g. `org/owner/name`
+   * @param options `blobCache`: told where each blob read was seen (so a later push to
+   *   another repository of the registry mounts it)
    */
-  constructor(client: RegistryClient, repository: string) {
+  constructor(client: RegistryClient, repository: string, options: { blobCache?: BlobCache } = {}) {
     this.#client = client;
     this.#repository = repository;
+    this.#cache = options.blobCache;
   }
 
   /** `host/repository`. */
@@ -81,7 +89,9 @@ export class RegistrySource implements ImageSource {
     descriptor: Descriptor,
     options: TransferOptions = {},
   ): Promise<ReadableStream<Uint8Array>> {
-    return await this.#client.getBlob(this.#repository, descriptor, options);
+    const stream = await this.#client.getBlob(this.#repository, descriptor, options);
+    await this.#cache?.seenAt(descriptor.digest, this.#client.host, this.#repository);
+    return stream;
   }
 
   /** Nothing to release: connections are pooled by `fetch`. */
@@ -103,24 +113,34 @@ export class RegistryDestination implements ImageDestination {
   readonly #repository: string;
   readonly #mountFrom: string[];
   readonly #uploads?: UploadRecords;
+  readonly #cache?: BlobCache;
 
   /**
    * @param client the registry
    * @param repository the repository path
    * @param mountFrom other repositories of the same registry that may hold the blobs
    * @param options `uploads`: where unfinished uploads of large blobs are saved, so a
-   *   later push resumes them (such blobs go in chunks); without it nothing is saved
+   *   later push resumes them (such blobs go in chunks); without it nothing is saved.
+   *   `blobCache`: where blobs were seen; a blob seen in another repository of the
+   *   registry is mounted from there instead of uploaded, and every blob and manifest
+   *   written is recorded
    */
   constructor(
     client: RegistryClient,
     repository: string,
     mountFrom: string[] = [],
-    options: { uploads?: UploadRecords } = {},
+    options: { uploads?: UploadRecords; blobCache?: BlobCache } = {},
   ) {
     this.#client = client;
     this.#repository = repository;
     this.#mountFrom = mountFrom.filter((r) => r !== repository);
     this.#uploads = options.uploads;
+    this.#cache = options.blobCache;
+  }
+
+  /** Records that this repository holds a blob or manifest. */
+  async #seen(digest: string): Promise<void> {
+    await this.#cache?.seenAt(digest, this.#client.host, this.#repository);
   }
 
   /**
@@ -152,13 +172,63 @@ export class RegistryDestination implements ImageDestination {
     return `${this.#client.host}/${this.#repository}`;
   }
 
-  /** Whether the repository has the blob, mounting it from a sibling repository if one has. */
-  async hasBlob(descriptor: Descriptor): Promise<boolean> {
-    if (await this.#client.headBlob(this.#repository, descriptor.digest) !== undefined) return true;
-    for (const from of this.#mountFrom) {
-      if (await this.#client.mountBlob(this.#repository, descriptor.digest, from)) return true;
+  /**
+   * Whether the repository has the blob, mounting it from another repository of the
+   * registry where it was seen (or one of `mountFrom`): a blob seen here, or nowhere
+   * else, is asked for with `HEAD`; one seen elsewhere is mounted at once (the mount
+   * answers for both), and asked for only when no mount worked.
+   */
+  async hasBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<boolean> {
+    const { digest } = descriptor;
+    const seen = await this.#cache?.whereSeen(digest, this.#client.host) ?? [];
+    const sources = [...new Set([...seen, ...this.#mountFrom])]
+      .filter((r) => r !== this.#repository).slice(0, MAX_MOUNT_SOURCES);
+    let asked = false;
+    const head = async () => {
+      asked = true;
+      return await this.#client.headBlob(this.#repository, digest, signal) !== undefined;
+    };
+    if ((seen.includes(this.#repository) || sources.length === 0) && await head()) {
+      await this.#seen(digest);
+      return true;
+    }
+    for (const from of sources) {
+      if (await this.#mount(digest, from, signal)) {
+        await this.#seen(digest);
+        return true;
+      }
+    }
+    if (!asked && await head()) {
+      await this.#seen(digest);
+      return true;
     }
     return false;
+  }
+
+  /**
+   * Whether the repository holds a manifest (a registry stores one only with all its
+   * blobs). Asked (`HEAD`) only when the blob cache saw it there: otherwise the answer
+   * is most likely no, and the blobs are checked anyway.
+   */
+  async hasManifest(descriptor: Descriptor, signal?: AbortSignal): Promise<boolean> {
+    const seen = await this.#cache?.whereSeen(descriptor.digest, this.#client.host) ?? [];
+    if (!seen.includes(this.#repository)) return false;
+    const found = await this.#client.headManifest(this.#repository, descriptor.digest, signal);
+    return found !== undefined;
+  }
+
+  /**
+   * Mounts a blob from `from`: false when the registry would not (it no longer has it
+   * there, the credentials do not reach `from`, it does not mount), so it is uploaded.
+   */
+  async #mount(digest: string, from: string, signal?: AbortSignal): Promise<boolean> {
+    try {
+      return await this.#client.mountBlob(this.#repository, digest, from, signal);
+    } catch (e) {
+      if (signal?.aborted || e instanceof AbortedError) throw e;
+      this.#client.debug(`mount ${digest} from ${from} into ${this.#repository}: ${e}`);
+      return false;
+    }
   }
 
   /** Uploads a blob; a transfer lost part-way resumes from what the registry holds. */
@@ -189,6 +259,7 @@ export class RegistryDestination implements ImageDestination {
         resume: await this.#resume(options, info),
       },
     );
+    await this.#seen(stored.digest);
     return { mediaType: info.mediaType, digest: stored.digest, size: stored.size };
   }
 
@@ -200,6 +271,7 @@ export class RegistryDestination implements ImageDestination {
       bytes,
       descriptor.mediaType,
     );
+    await this.#seen(descriptor.digest);
   }
 
   /** Nothing to do: the manifest, put last, is the commit. */

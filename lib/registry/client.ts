@@ -241,6 +241,11 @@ export class RegistryClient {
     });
   }
 
+  /** Writes a line to the debug log, if there is one (secrets are scrubbed). */
+  debug(line: string): void {
+    this.#log?.(line);
+  }
+
   /** How uploads go to this registry, including what was learnt from its answers. */
   get uploadPolicy(): Readonly<UploadPolicy> {
     return this.#policy;

@@ -126,6 +126,8 @@ export interface FaultProxy {
   events: FaultEvent[];
   /** Requests seen. */
   readonly requests: number;
+  /** Every request forwarded: method, path and query, body bytes (chunk framing included). */
+  log: { method: string; path: string; bodyBytes: number }[];
   /** Connections accepted. */
   readonly connections: number;
   /** Faults injected in total. */
@@ -413,6 +415,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     rate: options.rate ?? 0.2,
     counts: { drop: 0, reset: 0, stall: 0 },
     events: [],
+    log: [],
     get requests() {
       return state.requests;
     },
@@ -578,7 +581,15 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
         }
       };
 
+      let logged: FaultProxy["log"][number] | undefined;
       const onSegment = async (segment: Segment) => {
+        if (isRequest && segment.head) {
+          logged = { method: segment.head.method!, path: segment.head.path!, bodyBytes: 0 };
+          proxy.log.push(logged);
+        }
+        if (isRequest && logged) {
+          logged.bodyBytes += segment.bytes.byteLength - (segment.head?.bytes ?? 0);
+        }
         if (segment.head) {
           messageOffset = 0;
           armed = undefined;

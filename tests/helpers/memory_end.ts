@@ -24,6 +24,7 @@ export class MemoryEnd implements ImageSource, ImageDestination {
   aborted = false;
   /** Fails putBlob after this many blobs, to test rollback. */
   failAfterBlobs = Infinity;
+  #puts = 0;
 
   addBlob(bytes: Uint8Array): string {
     const digest = sha256Digest(bytes);
@@ -92,7 +93,7 @@ export class MemoryEnd implements ImageSource, ImageDestination {
     info: BlobInfo,
     options: TransferOptions = {},
   ): Promise<Descriptor> {
-    if (this.blobs.size >= this.failAfterBlobs) throw new Error("injected failure");
+    if (this.#puts++ >= this.failAfterBlobs) throw new Error("injected failure");
     const counter = new DigestCounter();
     const bytes = await readAll(
       stream.pipeThrough(

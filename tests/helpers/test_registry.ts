@@ -80,6 +80,10 @@ export interface Faults {
   maxPageSize?: number;
   /** Refuse manifest DELETE (405), like a registry with deleting disabled. */
   deleteDisabled?: boolean;
+  /** Refuse mounts: open a session instead (202, as when the blob is not in `from`), or answer this status. */
+  refuseMount?: "session" | number;
+  /** Ignore the body and digest of a `POST ?digest=` (202, a session), as CNCF distribution does. */
+  refuseSinglePost?: boolean;
   /** Answer OAuth2 POSTs to the token endpoint with this status (e.g. 404: GET only). */
   tokenPostStatus?: number;
 }
@@ -606,8 +610,28 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
     if (method === "POST" && from) needed.push(`repository:${from}:pull`);
     if (!authorize(req, res, needed)) return;
     if (method === "POST") {
-      await readBody(req);
-      if (mount && from && inRepo(from).has(mount)) {
+      const body = await readBody(req);
+      if (mount && typeof faults.refuseMount === "number") {
+        res.writeHead(faults.refuseMount, { "content-type": "application/json" })
+          .end(errorBody("DENIED", "mount refused"));
+        return;
+      }
+      const single = u.searchParams.get("digest");
+      if (!mount && single && !faults.refuseSinglePost) {
+        if (sha256(body) !== single) {
+          res.writeHead(400, { "content-type": "application/json" })
+            .end(errorBody("DIGEST_INVALID", "provided digest did not match uploaded content"));
+          return;
+        }
+        blobs.set(single, body);
+        inRepo(repo).add(single);
+        res.writeHead(201, {
+          location: location(`/v2/${repo}/blobs/${single}`),
+          "docker-content-digest": single,
+        }).end();
+        return;
+      }
+      if (mount && from && inRepo(from).has(mount) && !faults.refuseMount) {
         inRepo(repo).add(mount);
         res.writeHead(201, {
           location: location(`/v2/${repo}/blobs/${mount}`),
