@@ -31,6 +31,8 @@
  *   [--no-ffi] [--push-only]
  * ```
  *
+ * With `--link`, the comparison through a simulated internet link (./link_bench.ts).
+ *
  * @module
  */
 
@@ -45,7 +47,14 @@ import { type RunningRegistry, startRegistry } from "../tests/helpers/registry.t
 import { run } from "../tests/helpers/tools.ts";
 import { CACHE_DIR, ensureImage, IMAGE_NAME } from "./make_image.ts";
 import { GzipEngines } from "../lib/copy/native_gzip.ts";
-import { findProcess, measure, type Measurement, processCpuSeconds, treeBytes } from "./measure.ts";
+import {
+  findProcess,
+  measure,
+  type Measurement,
+  processCpuSeconds,
+  skopeoBlobInfoCache,
+  treeBytes,
+} from "./measure.ts";
 import { disturbance, formatTables, median } from "./report.ts";
 
 /** A runtime running our CLI. */
@@ -127,14 +136,6 @@ function parseOptions(args: string[]) {
     noFfi: values["no-ffi"] ?? false,
     pushOnly: values["push-only"] ?? false,
   };
-}
-
-/** skopeo's blob-info cache (root: /var/lib/containers/cache, else under XDG_DATA_HOME). */
-function skopeoBlobInfoCache(): string {
-  const file = "blob-info-cache-v1.boltdb";
-  if (process.getuid?.() === 0) return join("/var/lib/containers/cache", file);
-  const data = process.env.XDG_DATA_HOME || join(process.env.HOME ?? "/", ".local/share");
-  return join(data, "containers/cache", file);
 }
 
 /** The gzip engine a push picks here by default (or without FFI), with its level. */
@@ -453,7 +454,9 @@ async function main(args: string[]): Promise<void> {
 
 if (import.meta.main) {
   try {
-    await main(process.argv.slice(2));
+    const args = process.argv.slice(2);
+    if (args.includes("--link")) await (await import("./link_bench.ts")).linkBench(args);
+    else await main(args);
   } catch (error) {
     if (error instanceof UsageError) {
       console.error(`${error.message}\n${USAGE}`);

@@ -81,15 +81,46 @@ const hex = (digest: string) => digest.slice("sha256:".length);
 const utf8 = (value: unknown) =>
   new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
 
-/** Writes the docker archive streaming; returns each layer's facts and the config digest. */
-async function writeDockerArchive(path: string, layersMiB: number[]) {
+/** One layer of a generated image: the seed of its content, its size, what names it. */
+export interface LayerSpec {
+  /** Equal seeds and sizes give equal layers. */
+  seed: string;
+  /** About how many bytes the tar has. */
+  bytes: number;
+  /** Hashed into the layer's folder name in the archive. */
+  id: string;
+}
+
+/** The layers of the benchmark image of these sizes. */
+function benchLayers(layersMiB: number[]): LayerSpec[] {
+  return layersMiB.map((mib, i) => ({
+    seed: `layer${i}`,
+    bytes: mib * MIB,
+    id: `bench v1 layer ${i} ${mib}`,
+  }));
+}
+
+/**
+ * Writes a `docker save` archive streaming; returns each layer's facts and the config
+ * digest.
+ *
+ * @example
+ * ```ts ignore
+ * await writeDockerArchive("/tmp/a.tar", [{ seed: "a", bytes: 1 << 20, id: "a" }], "a:v1");
+ * ```
+ */
+export async function writeDockerArchive(
+  path: string,
+  specs: LayerSpec[],
+  name: string = IMAGE_NAME,
+): Promise<{ layers: ImageMeta["layers"]; configDigest: string }> {
   const writer = await TarWriter.create(path);
   try {
     const layers: ImageMeta["layers"] = [];
     const layerPaths: string[] = [];
-    for (const [i, mib] of layersMiB.entries()) {
-      const plan = planLayer(`layer${i}`, mib * MIB);
-      const id = createHash("sha256").update(`bench v1 layer ${i} ${mib}`).digest("hex");
+    for (const [i, spec] of specs.entries()) {
+      const plan = planLayer(spec.seed, spec.bytes);
+      const id = createHash("sha256").update(spec.id).digest("hex");
       await writer.addDirectory(id);
       await writer.addFile(`${id}/VERSION`, utf8("1.0"));
       await writer.addFile(`${id}/json`, utf8({ id }));
@@ -106,9 +137,11 @@ async function writeDockerArchive(path: string, layersMiB: number[]) {
         entries: plan.entries.length,
       });
       layerPaths.push(`${id}/layer.tar`);
-      console.error(
-        `  layer ${i}: ${(plan.size / MIB).toFixed(0)} MiB, ${plan.entries.length} entries`,
-      );
+      if (plan.size >= MIB) {
+        console.error(
+          `  layer ${i}: ${(plan.size / MIB).toFixed(0)} MiB, ${plan.entries.length} entries`,
+        );
+      }
     }
     const config = utf8({
       architecture: "amd64",
@@ -125,7 +158,7 @@ async function writeDockerArchive(path: string, layersMiB: number[]) {
     await writer.addFile(`${hex(configDigest)}.json`, config);
     await writer.addFile(
       "manifest.json",
-      utf8([{ Config: `${hex(configDigest)}.json`, RepoTags: [IMAGE_NAME], Layers: layerPaths }]),
+      utf8([{ Config: `${hex(configDigest)}.json`, RepoTags: [name], Layers: layerPaths }]),
     );
     await writer.commit();
     return { layers, configDigest };
@@ -172,7 +205,7 @@ export async function ensureImage(
   await mkdir(dir, { recursive: true });
   console.error(`making the ${total} MiB benchmark image in ${dir}`);
   let t = performance.now();
-  const { layers, configDigest } = await writeDockerArchive(dockerArchive, layersMiB);
+  const { layers, configDigest } = await writeDockerArchive(dockerArchive, benchLayers(layersMiB));
   const dockerSeconds = (performance.now() - t) / 1000;
   t = performance.now();
   const temp = `${ociArchive}.tmp`;

@@ -216,3 +216,20 @@ export async function findProcess(text: string): Promise<number | undefined> {
   }
   return undefined;
 }
+
+/**
+ * skopeo's blob-info cache (root: /var/lib/containers/cache, else under XDG_DATA_HOME),
+ * deleted before a cold push so skopeo starts as empty-handed as we do.
+ *
+ * @example
+ * ```ts ignore
+ * import { skopeoBlobInfoCache } from "./measure.ts";
+ * console.log(skopeoBlobInfoCache());
+ * ```
+ */
+export function skopeoBlobInfoCache(): string {
+  const file = "blob-info-cache-v1.boltdb";
+  if (process.getuid?.() === 0) return join("/var/lib/containers/cache", file);
+  const data = process.env.XDG_DATA_HOME || join(process.env.HOME ?? "/", ".local/share");
+  return join(data, "containers/cache", file);
+}
