@@ -33,7 +33,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { type RunningRegistry, startRegistry } from "../tests/helpers/registry.ts";
+import { startRegistry } from "../tests/helpers/registry.ts";
 import { type Link, startLink } from "./link.ts";
 import { CACHE_DIR, type LayerSpec, writeDockerArchive } from "./make_image.ts";
 import { measure, skopeoBlobInfoCache } from "./measure.ts";
@@ -223,7 +223,6 @@ export async function linkBench(args: string[]): Promise<void> {
           } finally {
             await link?.close();
             await registry.stop();
-            await rm(join(work, "pulled"), { recursive: true, force: true });
           }
         }
       }
