@@ -253,7 +253,7 @@ describe("faults during uploads", () => {
     await check(c, "mono/a", testBytes(3 * MiB, 21));
     assert.equal(c.uploadPolicy.learnedMode, "monolithic");
     registry.requests.length = 0;
-    await check(c, "mono/b", testBytes(100_000, 22));
+    await check(c, "mono/b", testBytes(2 * MiB, 22)); // not small: no one-request upload
     assert.deepEqual(registry.requests.map((r) => r.method), ["POST", "PUT"]);
     // an explicit mode the registry refuses is an error, not a silent change
     await assert.rejects(

@@ -67,7 +67,8 @@ export class SourceCursor {
   #trusted = false;
   #checkpoints: { offset: number; hash: Hash }[] = [];
   #reader?: ReadableStreamDefaultReader<Uint8Array>;
-  #pending?: Uint8Array;
+  /** Bytes read from the source but not taken yet (by `atEnd` and `peekWhole`). */
+  #pending: Uint8Array[] = [];
   #ended = false;
   /** Counts the streams handed out and the seeks: a body stream of an older count is over. */
   #epoch = 0;
@@ -91,7 +92,7 @@ export class SourceCursor {
 
   /** Whether every byte of the source has been taken. */
   get ended(): boolean {
-    return this.#ended && this.#pending === undefined;
+    return this.#ended && this.#pending.length === 0;
   }
 
   /**
@@ -110,7 +111,7 @@ export class SourceCursor {
       this.#hash = at ? at.hash.copy() : createHash("sha256");
       this.position = at ? at.offset : 0;
       this.#ended = false;
-      this.#pending = undefined;
+      this.#pending = [];
       try {
         const stream = await this.#source.open(this.position);
         if (this.position === 0) {
@@ -135,11 +136,10 @@ export class SourceCursor {
 
   /** The next bytes (at most `max`), hashed; null at the end. */
   async read(max = Infinity): Promise<Uint8Array | null> {
-    let chunk = this.#pending ?? await this.#next();
-    this.#pending = undefined;
+    let chunk = this.#pending.shift() ?? await this.#next();
     if (chunk === null) return null;
     if (chunk.byteLength > max) {
-      this.#pending = chunk.subarray(max);
+      this.#pending.unshift(chunk.subarray(max));
       chunk = chunk.subarray(0, max);
     }
     if (!this.#trusted) this.#hash.update(chunk);
@@ -172,11 +172,33 @@ export class SourceCursor {
 
   /** Whether the source has no more bytes (reads ahead, hashing nothing). */
   async atEnd(): Promise<boolean> {
-    if (this.#pending) return false;
+    if (this.#pending.length > 0) return false;
     const next = await this.#next();
     if (next === null) return true;
-    this.#pending = next;
+    this.#pending.push(next);
     return false;
+  }
+
+  /**
+   * A copy of the rest of the source when it is at most `limit` bytes, else undefined.
+   * Takes nothing: the bytes read ahead stay to be taken (and hashed) by `read`.
+   */
+  async peekWhole(limit: number): Promise<Uint8Array | undefined> {
+    let total = this.#pending.reduce((n, c) => n + c.byteLength, 0);
+    while (total <= limit) {
+      const next = await this.#next();
+      if (next === null) break;
+      this.#pending.push(next);
+      total += next.byteLength;
+    }
+    if (total > limit) return undefined;
+    const whole = new Uint8Array(total);
+    let at = 0;
+    for (const chunk of this.#pending) {
+      whole.set(chunk, at);
+      at += chunk.byteLength;
+    }
+    return whole;
   }
 
   /** Remembers the hash state at the current position, to come back to. */
@@ -265,8 +287,9 @@ export class SourceCursor {
       if (result.done) {
         this.#ended = true;
         const size = this.#source.size;
-        if (size !== undefined && this.position < size) {
-          throw this.#fail(`the source ended after ${this.position} of ${size} bytes`);
+        const read = this.position + this.#pending.reduce((n, c) => n + c.byteLength, 0);
+        if (size !== undefined && read < size) {
+          throw this.#fail(`the source ended after ${read} of ${size} bytes`);
         }
         return null;
       }

@@ -32,6 +32,8 @@ import type { HttpResponse } from "./http.ts";
 import type { RegistryHttp, RegistryRequest } from "./request.ts";
 import { backoffDelay, RETRYABLE_STATUSES, sleep } from "./retry.ts";
 import { type BlobSource, SourceCursor } from "./source_cursor.ts";
+import { postWholeBlob, type SinglePostSupport, SMALL_BLOB_BYTES } from "./small_upload.ts";
+import { sha256Digest } from "../oci/digest.ts";
 import {
   cancelSession,
   locationOf,
@@ -117,6 +119,10 @@ export interface UploadPolicy {
   maxChunkSize?: number;
   /** How long the registry may take to answer the final `PUT` (it may hash the blob). */
   commitTimeoutMs: number;
+  /** Whether the registry stores a small blob sent whole in the `POST` (learnt). */
+  singlePost: SinglePostSupport;
+  /** False once the registry refused a small blob sent whole in one `PUT` (learnt). */
+  smallPut?: boolean;
 }
 
 /**
@@ -154,6 +160,7 @@ export function uploadPolicyFor(
       (/\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$/.test(h) ? ECR_MIN_CHUNK : undefined),
     maxChunkSize: options.maxChunkSize ?? (h === "ghcr.io" ? GHCR_MAX_CHUNK : undefined),
     commitTimeoutMs: options.commitTimeoutMs ?? 300_000,
+    singlePost: {},
   };
 }
 
@@ -360,6 +367,8 @@ class BlobUpload {
   #lastCause?: Error;
   /** Chunked only because the upload is resumable (`auto` would have streamed). */
   #chunkedForResume = false;
+  /** A small blob's bytes and digest, sent whole (`auto` mode): see ./small_upload.ts. */
+  #whole?: { body: Uint8Array; digest: string };
 
   constructor(
     http: RegistryHttp,
@@ -391,6 +400,11 @@ class BlobUpload {
     try {
       this.#checkSuspended();
       let start = this.#session ? 0 : await this.#reopenSaved();
+      if (auto && start === 0 && !this.#session && !this.#options.resume) {
+        const stored = await this.#sendWhole();
+        if (stored) return stored;
+        if (this.#whole) mode = "monolithic";
+      }
       for (;;) {
         this.#session ??= await openSession(
           this.#http,
@@ -406,6 +420,15 @@ class BlobUpload {
           return stored;
         } catch (e) {
           this.#stopIfAborted();
+          if (e instanceof Refused && this.#whole) {
+            // One PUT for a small blob was our choice: the registry's way, and remember.
+            this.#log(`one-request upload refused (${e.error.message}); as usual`);
+            this.#whole = undefined;
+            this.#policy.smallPut = false;
+            mode = this.#policy.learnedMode ?? "streaming";
+            await this.#dropSession();
+            continue;
+          }
           if (e instanceof Refused && this.#chunkedForResume) {
             // Chunks were our choice, not the registry's: stream, and learn nothing.
             this.#log(`chunked upload refused (${e.error.message}); streaming (not resumable)`);
@@ -461,6 +484,38 @@ class BlobUpload {
     } finally {
       await this.#cursor.close();
     }
+  }
+
+  /**
+   * A small blob goes up whole: in the `POST` where the registry takes that (done), else
+   * in one `PUT` to the session it opened (`#whole` is set, the upload goes on).
+   */
+  async #sendWhole(): Promise<UploadedBlob | undefined> {
+    const size = this.#source.size;
+    if (size !== undefined && size > SMALL_BLOB_BYTES) return undefined;
+    if (this.#policy.smallPut === false) return undefined;
+    await this.#cursor.seek(0);
+    const body = await this.#cursor.peekWhole(SMALL_BLOB_BYTES);
+    if (!body || (size !== undefined && body.byteLength !== size)) return undefined;
+    const digest = sha256Digest(body);
+    // A wrong source fails as usual, by the cursor's checks.
+    if (this.#source.digest !== undefined && digest !== this.#source.digest) return undefined;
+    this.#whole = { body, digest };
+    const outcome = await postWholeBlob(
+      (request) => this.#sendBytes(request),
+      this.#policy.singlePost,
+      this.#repo,
+      body,
+      digest,
+      this.#operation,
+    );
+    if (!outcome.stored) {
+      this.#session = outcome.session; // cancelled on the way out if the upload was
+      this.#stopIfAborted();
+      return undefined;
+    }
+    this.#progress(body.byteLength);
+    return { digest, size: body.byteLength };
   }
 
   #checkSuspended(): void {
@@ -845,9 +900,16 @@ class BlobUpload {
     const known = this.#source.size;
     let digest = this.#source.digest;
     let body: Uint8Array | ReadableStream<Uint8Array>;
-    if (known !== undefined && known <= this.#policy.chunkSize) {
-      body = await this.#cursor.fill(known);
-      if (!await this.#cursor.atEnd()) await this.#cursor.read(1); // fails: more than size
+    // A small blob whose size was unknown was read whole before: it has that size.
+    const length = known ?? this.#whole?.body.byteLength;
+    if (length !== undefined && length <= this.#policy.chunkSize) {
+      body = await this.#cursor.fill(length);
+      if (!await this.#cursor.atEnd()) {
+        if (known === undefined) {
+          throw new ImagesError(`${this.#what}: the source grew between two reads`, "SIZE_INVALID");
+        }
+        await this.#cursor.read(1); // fails: more than size
+      }
       digest = this.#checkedDigest();
     } else {
       if (digest === undefined) {

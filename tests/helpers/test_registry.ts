@@ -84,6 +84,8 @@ export interface Faults {
   refuseMount?: "session" | number;
   /** Ignore the body and digest of a `POST ?digest=` (202, a session), as CNCF distribution does. */
   refuseSinglePost?: boolean;
+  /** Refuse a commit `PUT` carrying bytes (400), like a registry that needs PATCH. */
+  refuseMonolithic?: boolean;
   /** Answer OAuth2 POSTs to the token endpoint with this status (e.g. 404: GET only). */
   tokenPostStatus?: number;
 }
@@ -691,6 +693,11 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
       if ((faults.stallCommitTimes ?? 0) > 0) {
         faults.stallCommitTimes!--;
         return; // never answered: the client cannot tell whether the blob was stored
+      }
+      if (body.byteLength && faults.refuseMonolithic) {
+        res.writeHead(400, { "content-type": "application/json" })
+          .end(errorBody("UNSUPPORTED", "send the bytes with PATCH"));
+        return;
       }
       if (body.byteLength) {
         upload.parts.push(body);

@@ -1,0 +1,116 @@
+/**
+ * Small blobs in as few round trips as the registry allows: one `POST
+ * …/blobs/uploads/?digest=<digest>` carrying the whole body (the OCI distribution
+ * spec's single-request upload) where the registry takes it (201), else the session it
+ * opened instead (202, as CNCF distribution answers, ignoring the body) takes the body in
+ * one `PUT ?digest=`: two round trips instead of the three of `POST`, `PATCH`, `PUT`.
+ *
+ * What a registry answers is learnt once per client: while the first small upload asks,
+ * the others wait for its answer rather than send their bodies to be ignored.
+ *
+ * @module
+ */
+
+import { errorFromResponse } from "./errors.ts";
+import type { HttpResponse } from "./http.ts";
+import type { RegistryRequest } from "./request.ts";
+import { sessionOf, type UploadSession } from "./upload_session.ts";
+
+/**
+ * Blobs of at most this many bytes go up in one request (or two): 1 MiB, less than a
+ * round trip's worth of bytes on a fast link, so the round trips saved matter more.
+ *
+ * @example
+ * ```ts ignore
+ * if (size <= SMALL_BLOB_BYTES) console.log("one request");
+ * ```
+ */
+export const SMALL_BLOB_BYTES: number = 1024 * 1024;
+
+/**
+ * What a registry was seen to do with a single-request upload: `true` (stores it),
+ * `false` (opens a session, or refuses), or a question being asked.
+ *
+ * @example
+ * ```ts ignore
+ * const learnt: SinglePostSupport = { verdict: true };
+ * ```
+ */
+export interface SinglePostSupport {
+  /** The answer, once known. */
+  verdict?: boolean;
+  /** Settles when the upload asking has its answer. */
+  asking?: Promise<void>;
+}
+
+/**
+ * The outcome of {@linkcode postWholeBlob}: stored, or not (with the session the registry
+ * opened instead, if it did).
+ *
+ * @example
+ * ```ts ignore
+ * const outcome: WholePost = { stored: false, session };
+ * ```
+ */
+export type WholePost = { stored: true } | { stored: false; session?: UploadSession };
+
+/**
+ * Sends a whole small blob in the `POST` that opens an upload, unless the registry is
+ * known not to take it (then nothing is sent: the caller opens a session as usual).
+ * `send` sends it (the caller decides what a cancel does to a request carrying bytes).
+ * Throws only for what no other way of uploading would cure (credentials refused).
+ *
+ * @example
+ * ```ts ignore
+ * const outcome = await postWholeBlob((r) => http.send(r), support, "app", bytes, digest, "upload");
+ * if (!outcome.stored && outcome.session) {
+ *   // PUT the bytes into outcome.session with ?digest=
+ * }
+ * ```
+ */
+export async function postWholeBlob(
+  send: (request: Omit<RegistryRequest, "signal">) => Promise<HttpResponse>,
+  support: SinglePostSupport,
+  repo: string,
+  body: Uint8Array,
+  digest: string,
+  operation: string,
+): Promise<WholePost> {
+  while (support.verdict === undefined && support.asking) await support.asking;
+  let answered!: () => void;
+  const asking = support.verdict === undefined;
+  if (asking) support.asking = new Promise<void>((resolve) => answered = resolve);
+  try {
+    if (support.verdict === false) return { stored: false };
+    const res = await send({
+      method: "POST",
+      url: `v2/${repo}/blobs/uploads/?digest=${encodeURIComponent(digest)}`,
+      headers: { "content-type": "application/octet-stream" },
+      body,
+      scopes: [`repository:${repo}:pull,push`],
+      operation,
+      retry: true,
+    });
+    if (res.status === 201) {
+      await res.discard();
+      support.verdict = true;
+      return { stored: true };
+    }
+    if (res.status === 202) {
+      await res.discard();
+      support.verdict = false;
+      return { stored: false, session: sessionOf(res, operation) };
+    }
+    if (res.status === 401 || res.status === 403) {
+      throw await errorFromResponse(res.toResponse(), operation, "upload");
+    }
+    await res.discard();
+    if (res.status < 500) support.verdict = false; // a server error teaches nothing
+    return { stored: false };
+  } finally {
+    if (asking) {
+      support.asking = undefined;
+      answered();
+    }
+  }
+}
