@@ -16,7 +16,6 @@
 import process from "node:process";
 import { ImagesError } from "../errors.ts";
 import { printable } from "../printable.ts";
-import { runCommand } from "./commands.ts";
 import { COMMAND_HELP, GLOBAL_HELP, MAIN_HELP } from "./help.ts";
 import { parseCommandLine, UsageError } from "./options.ts";
 import { isPermissionRefusal, requirePermissions } from "../permissions.ts";
@@ -94,6 +93,9 @@ export async function main(args: string[]): Promise<number> {
     }
     pushing = line.command === "push";
     resumable = pushing && line.options.resumable === true;
+    // Loaded only now: `--help` and usage errors start without the library (its
+    // node:crypto and node:zlib alone take Deno tens of milliseconds to load).
+    const { runCommand } = await import("./commands.ts");
     const work = runCommand(line, abort.signal, suspend.signal);
     if (line.command === "push" || line.command === "pull") {
       await work; // they stop on the signal themselves, after rolling back
