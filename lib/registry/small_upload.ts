@@ -6,7 +6,8 @@
  * one `PUT ?digest=`: two round trips instead of the three of `POST`, `PATCH`, `PUT`.
  *
  * What a registry answers is learnt once per client: while the first small upload asks,
- * the others wait for its answer rather than send their bodies to be ignored.
+ * the others wait for its answer rather than send their bodies to be ignored, and only
+ * a blob of at most 64 KiB asks (an image's config usually does).
  *
  * @module
  */
@@ -26,6 +27,12 @@ import { sessionOf, type UploadSession } from "./upload_session.ts";
  * ```
  */
 export const SMALL_BLOB_BYTES: number = 1024 * 1024;
+
+/**
+ * Only a blob of at most this many bytes asks a registry whether it takes a single-request
+ * upload: the bytes are lost where it does not (larger ones go the usual way meanwhile).
+ */
+const ASKING_BLOB_BYTES = 64 * 1024;
 
 /**
  * What a registry was seen to do with a single-request upload: `true` (stores it),
@@ -77,6 +84,9 @@ export async function postWholeBlob(
   operation: string,
 ): Promise<WholePost> {
   while (support.verdict === undefined && support.asking) await support.asking;
+  if (support.verdict === undefined && body.byteLength > ASKING_BLOB_BYTES) {
+    return { stored: false };
+  }
   let answered!: () => void;
   const asking = support.verdict === undefined;
   if (asking) support.asking = new Promise<void>((resolve) => answered = resolve);
