@@ -7,7 +7,7 @@
  *
  * What a registry answers is learnt once per client: while the first small upload asks,
  * the others wait for its answer rather than send their bodies to be ignored, and only
- * a blob of at most 64 KiB asks (an image's config usually does).
+ * a blob of at most 16 KiB asks (an image's config usually does).
  *
  * @module
  */
@@ -32,7 +32,7 @@ export const SMALL_BLOB_BYTES: number = 1024 * 1024;
  * Only a blob of at most this many bytes asks a registry whether it takes a single-request
  * upload: the bytes are lost where it does not (larger ones go the usual way meanwhile).
  */
-const ASKING_BLOB_BYTES = 64 * 1024;
+const ASKING_BLOB_BYTES = 16 * 1024;
 
 /**
  * What a registry was seen to do with a single-request upload: `true` (stores it),
