@@ -625,21 +625,10 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
             .end(errorBody("DIGEST_INVALID", "provided digest did not match uploaded content"));
           return;
         }
-        blobs.set(single, body);
-        inRepo(repo).add(single);
-        res.writeHead(201, {
-          location: location(`/v2/${repo}/blobs/${single}`),
-          "docker-content-digest": single,
-        }).end();
-        return;
+        return stored(res, repo, single, body);
       }
       if (mount && from && inRepo(from).has(mount) && !faults.refuseMount) {
-        inRepo(repo).add(mount);
-        res.writeHead(201, {
-          location: location(`/v2/${repo}/blobs/${mount}`),
-          "docker-content-digest": mount,
-        }).end();
-        return;
+        return stored(res, repo, mount, blobs.get(mount)!);
       }
       const newId = randomBytes(8).toString("hex");
       const upload: Upload = { repo, parts: [], size: 0, state: 0, chunks: [] };
@@ -718,15 +707,19 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
         return;
       }
       uploads.delete(id);
-      blobs.set(digest, bytes);
-      inRepo(repo).add(digest);
-      res.writeHead(201, {
-        location: location(`/v2/${repo}/blobs/${digest}`),
-        "docker-content-digest": digest,
-      }).end();
-      return;
+      return stored(res, repo, digest, bytes);
     }
     res.writeHead(405).end();
+  }
+
+  /** Stores a blob in a repository and answers 201 with its location. */
+  function stored(res: ServerResponse, repo: string, digest: string, bytes: Uint8Array) {
+    blobs.set(digest, bytes);
+    inRepo(repo).add(digest);
+    res.writeHead(201, {
+      location: location(`/v2/${repo}/blobs/${digest}`),
+      "docker-content-digest": digest,
+    }).end();
   }
 
   async function handlePatch(
