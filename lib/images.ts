@@ -373,7 +373,12 @@ export class Images {
     const path = options.output ?? this.#options.store ?? defaultStorePath();
     try {
       const destination = await this.#openDestination(options);
-      const cacheDir = this.#options.cacheDir ?? defaultCacheDir();
+      // Where the blobs were pulled from, for later pushes to mount (a hint: no cache
+      // folder, no record).
+      let cacheDir: string | false = false;
+      try {
+        cacheDir = this.#options.cacheDir ?? defaultCacheDir();
+      } catch { /* no HOME nor XDG_CACHE_HOME */ }
       const source = new ImageRegistrySource(client, remote, {
         blobCache: cacheDir === false ? undefined : new BlobCache(cacheDir),
       });
