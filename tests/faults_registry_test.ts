@@ -142,13 +142,14 @@ describe("token expiry mid-push of a multi-layer image", { skip: !registryAvaila
       makeTempDir("apolo-expiry"),
     ]);
     image = await buildSoakImage(dir, 0.25);
-    // Uploads go slowly, so the push outlives its first token.
+    // Uploads go slowly, so the push outlives its first token (small layers go whole,
+    // in one PUT each and at once: only the big one's PATCH and PUT follow each other).
     proxy = await startFaultProxy({
       target: registry.host,
       rate: 0,
       plan: (r) =>
         r.method === "PATCH" || r.method === "PUT"
-          ? { kind: "stall", direction: "request", at: 0, stallMs: 400 }
+          ? { kind: "stall", direction: "request", at: 0, stallMs: 1000 }
           : null,
     });
   });
