@@ -29,6 +29,21 @@ import { sessionOf, type UploadSession } from "./upload_session.ts";
 export const SMALL_BLOB_BYTES: number = 1024 * 1024;
 
 /**
+ * How long the answer to a small blob sent whole may take beyond the transport's one
+ * stall period per MiB of body: nothing more, so it is answered within the stall timeout,
+ * as a chunk is (the registry has at most 1 MiB to hash); an empty body gets the usual
+ * wait for an answer.
+ *
+ * @example
+ * ```ts ignore
+ * await http.send({ ...request, headersTimeoutMs: smallBodyWait(body) });
+ * ```
+ */
+export function smallBodyWait(body: Uint8Array): number | undefined {
+  return body.byteLength > 0 ? 0 : undefined;
+}
+
+/**
  * Only a blob of at most this many bytes asks a registry whether it takes a single-request
  * upload: the bytes are lost where it does not (larger ones go the usual way meanwhile).
  */
@@ -100,6 +115,7 @@ export async function postWholeBlob(
       scopes: [`repository:${repo}:pull,push`],
       operation,
       retry: true,
+      headersTimeoutMs: smallBodyWait(body),
     });
     if (res.status === 201) {
       await res.discard();

@@ -32,7 +32,12 @@ import type { HttpResponse } from "./http.ts";
 import type { RegistryHttp, RegistryRequest } from "./request.ts";
 import { backoffDelay, RETRYABLE_STATUSES, sleep } from "./retry.ts";
 import { type BlobSource, SourceCursor } from "./source_cursor.ts";
-import { postWholeBlob, type SinglePostSupport, SMALL_BLOB_BYTES } from "./small_upload.ts";
+import {
+  postWholeBlob,
+  type SinglePostSupport,
+  SMALL_BLOB_BYTES,
+  smallBodyWait,
+} from "./small_upload.ts";
 import { sha256Digest } from "../oci/digest.ts";
 import {
   cancelSession,
@@ -929,8 +934,12 @@ class BlobUpload {
         body,
         scopes: this.#scopes(),
         operation: this.#operation,
-        retry: body instanceof Uint8Array,
-        headersTimeoutMs: this.#policy.commitTimeoutMs,
+        // A small blob sent whole is answered like a chunk: within the stall timeout, and
+        // a request that failed is counted here (not retried blindly below).
+        retry: body instanceof Uint8Array && !this.#whole,
+        headersTimeoutMs: this.#whole && body instanceof Uint8Array
+          ? smallBodyWait(body)
+          : this.#policy.commitTimeoutMs,
       });
     } catch (e) {
       if (this.#sourceFailed()) throw this.#cursor.failure;
