@@ -137,9 +137,11 @@ export async function runCommand(
       const progress = makeProgress(line, signal);
       try {
         let written: string | undefined;
+        let pulledDigest: string | undefined;
         const pulled = await images.pull(source, destination, {
           // An OCI output of a Docker manifest holds a converted one: say which.
           onWritten: (digest, registry) => {
+            pulledDigest = registry;
             if (digest === registry) return;
             written = digest;
             if (!wantsResult(line)) {
@@ -155,7 +157,8 @@ export async function runCommand(
           progress,
           signal,
         });
-        const digest = wantsResult(line) ? await images.digest(source) : undefined;
+        // The registry's digest of what was copied: no second request, no race with a moved tag.
+        const digest = wantsResult(line) ? pulledDigest : undefined;
         const result = {
           image: pulled.toString(),
           digest,
