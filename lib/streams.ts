@@ -48,7 +48,7 @@ export async function readAll(
       size += value.byteLength;
       if (size > limit) {
         await reader.cancel().catch(() => {});
-        throw new ImagesError(`${what}: larger than the ${limit}-byte limit`, "TOO_LARGE");
+        throw new ImagesError(`${what}: larger than the ${limit}-byte limit`, "MANIFEST_TOO_LARGE");
       }
       chunks.push(value);
     }

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ImagesError, NotFoundError } from "../errors.ts";
+import { type ErrorCode, ImagesError, NotFoundError } from "../errors.ts";
 import { printable } from "../printable.ts";
 
 /**
@@ -66,9 +66,9 @@ export class RegistryError extends ImagesError {
    *
    * @param message the operation, its subject and what went wrong
    * @param info status, OCI errors and cause
-   * @param code a stable machine-readable code
+   * @param code what kind of error it is
    */
-  constructor(message: string, info: RegistryErrorInfo = {}, code = "REGISTRY_ERROR") {
+  constructor(message: string, info: RegistryErrorInfo = {}, code: ErrorCode = "REGISTRY_ERROR") {
     super(message, code, info.cause === undefined ? undefined : { cause: info.cause });
     this.status = info.status;
     this.errors = info.errors ?? [];
@@ -98,13 +98,11 @@ export class RegistryConnectionError extends RegistryError {
   }
 }
 
-/** Why a registry cannot be reached in a way no retry cures. */
-export type UnreachableCode =
-  | "TLS_MISMATCH"
-  | "TLS_CERTIFICATE"
-  | "CONNECTION_REFUSED"
-  | "HOST_NOT_FOUND"
-  | "PORT_BLOCKED";
+/** Why a registry cannot be reached in a way no retry cures (the codes of {@linkcode ErrorCode} for it). */
+export type UnreachableCode = Extract<
+  ErrorCode,
+  "TLS_MISMATCH" | "TLS_CERTIFICATE" | "CONNECTION_REFUSED" | "HOST_NOT_FOUND" | "PORT_BLOCKED"
+>;
 
 /**
  * The registry cannot be reached, and trying again would not help: TLS spoken to a port
