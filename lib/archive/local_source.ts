@@ -14,7 +14,13 @@
 
 import { ArchiveError, DigestMismatchError, NotFoundError } from "../errors.ts";
 import type { ImageSource, ResolvedImage, TransferOptions } from "../copy/ends.ts";
-import { DigestCounter, sha256Digest, vouch } from "../oci/digest.ts";
+import {
+  sha256Digest,
+  streamDigest,
+  type VerifyFailure,
+  verifyingStream,
+  vouch,
+} from "../oci/digest.ts";
 import {
   type Descriptor,
   type ImageIndex,
@@ -371,14 +377,7 @@ export class LocalSource implements ImageSource {
     let pending = this.#hashed.get(resolved);
     if (!pending) {
       pending = (async () => {
-        const counter = new DigestCounter();
-        const reader = (await this.#store.stream(entry)).getReader();
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          counter.update(value);
-        }
-        return counter.digest();
+        return await streamDigest(await this.#store.stream(entry));
       })();
       this.#hashed.set(resolved, pending);
     }
@@ -579,33 +578,21 @@ export class LocalSource implements ImageSource {
     known: KnownBlob,
     onProgress?: (bytes: number) => void,
   ): TransformStream<Uint8Array, Uint8Array> {
-    const counter = new DigestCounter();
     const file = this.location;
-    return new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        counter.update(chunk);
-        if (counter.size > known.size) {
-          throw new ArchiveError(file, known.entry, `holds more than its ${known.size} bytes`);
-        }
-        onProgress?.(counter.size);
-        controller.enqueue(chunk);
-      },
-      flush() {
-        if (counter.size !== known.size) {
-          throw new ArchiveError(
-            file,
-            known.entry,
-            `truncated: ${counter.size} of ${known.size} bytes`,
-          );
-        }
-        const actual = counter.digest();
-        if (actual !== known.digest) {
-          throw new ArchiveError(file, known.entry, known.problem(actual), {
-            cause: new DigestMismatchError(`${file}: ${known.entry}`, known.digest, actual),
+    const failure = (f: VerifyFailure): Error => {
+      switch (f.kind) {
+        case "longer":
+          return new ArchiveError(file, known.entry, `holds more than its ${known.size} bytes`);
+        case "shorter":
+          return new ArchiveError(file, known.entry, `truncated: ${f.got} of ${known.size} bytes`);
+        case "digest":
+          return new ArchiveError(file, known.entry, known.problem(f.actual), {
+            cause: new DigestMismatchError(`${file}: ${known.entry}`, f.expected, f.actual),
           });
-        }
-      },
-    });
+      }
+    };
+    const { digest, size, entry } = known;
+    return verifyingStream({ digest, size, what: entry, failure }, undefined, onProgress);
   }
 
   /**

@@ -154,7 +154,16 @@ export function vouchedDigest(
   return expected !== undefined && vouched.get(stream) === expected ? expected : undefined;
 }
 
-/** What {@linkcode verifyingStream} checks at the end of the stream. */
+/**
+ * Why bytes failed their {@linkcode Expectation}: more bytes than the size, fewer, or
+ * another digest.
+ */
+export type VerifyFailure =
+  | { kind: "longer"; size: number }
+  | { kind: "shorter"; size: number; got: number }
+  | { kind: "digest"; expected: string; actual: string };
+
+/** What {@linkcode Verifier} and {@linkcode verifyingStream} check. */
 export interface Expectation {
   /** The digest the bytes must have. */
   digest?: string;
@@ -162,12 +171,89 @@ export interface Expectation {
   size?: number;
   /** Names the blob in errors, e.g. `layer sha256:… of image.tar`. */
   what: string;
+  /**
+   * The error for a failure, for an owner with its own wording (an archive names its
+   * entry); by default a `SIZE_INVALID` {@linkcode ImagesError} or a
+   * {@linkcode DigestMismatchError} naming `what`.
+   */
+  failure?: (failure: VerifyFailure) => Error;
 }
 
 /**
- * A pass-through stream that hashes what flows through it and fails the stream
- * (before its end is seen downstream) when the digest or size is not the one expected.
- * More bytes than `size` fail at once, so a source that streams forever is stopped.
+ * Checks bytes against an {@linkcode Expectation} as they pass, for a loop that reads a
+ * stream itself (a destination writing each chunk): the one digest and size check every
+ * reader and writer of blobs uses. More bytes than `size` fail at once, so a source that
+ * streams forever is stopped.
+ *
+ * @example
+ * ```ts
+ * import { Verifier } from "./digest.ts";
+ * const check = new Verifier({ what: "greeting", size: 5 });
+ * check.update(new TextEncoder().encode("hello"));
+ * console.log(check.end()); // sha256:2cf24dba…
+ * ```
+ */
+export class Verifier {
+  readonly #expected: Expectation;
+  readonly #counter: DigestCounter;
+
+  /**
+   * @param expected what the bytes must be
+   * @param counter counts and hashes them (one that trusts a vouched digest only counts)
+   */
+  constructor(expected: Expectation, counter: DigestCounter = new DigestCounter()) {
+    this.#expected = expected;
+    this.#counter = counter;
+  }
+
+  /** Bytes seen so far. */
+  get size(): number {
+    return this.#counter.size;
+  }
+
+  /** Counts and hashes a chunk; throws when the bytes are now more than the size. */
+  update(chunk: Uint8Array): void {
+    this.#counter.update(chunk);
+    const { size } = this.#expected;
+    if (size !== undefined && this.#counter.size > size) this.#fail({ kind: "longer", size });
+  }
+
+  /** Checks the size and digest once every byte was seen; returns the digest. */
+  end(): string {
+    const { size, digest } = this.#expected;
+    const got = this.#counter.size;
+    if (size !== undefined && got !== size) this.#fail({ kind: "shorter", size, got });
+    const actual = this.#counter.digest();
+    if (digest !== undefined && actual !== digest) {
+      this.#fail({ kind: "digest", expected: digest, actual });
+    }
+    return actual;
+  }
+
+  #fail(failure: VerifyFailure): never {
+    if (this.#expected.failure) throw this.#expected.failure(failure);
+    const { what } = this.#expected;
+    switch (failure.kind) {
+      case "longer":
+        throw new ImagesError(
+          `${what}: more data than the expected ${failure.size} bytes`,
+          "SIZE_INVALID",
+        );
+      case "shorter":
+        throw new ImagesError(
+          `${what}: truncated: expected ${failure.size} bytes, got ${failure.got}`,
+          "SIZE_INVALID",
+        );
+      case "digest":
+        throw new DigestMismatchError(what, failure.expected, failure.actual);
+    }
+  }
+}
+
+/**
+ * A pass-through stream that checks what flows through it with a {@linkcode Verifier}:
+ * it fails the stream (before its end is seen downstream) when the digest or size is
+ * not the one expected. `onProgress` is told the bytes passed so far.
  *
  * @example
  * ```ts
@@ -180,29 +266,32 @@ export interface Expectation {
 export function verifyingStream(
   expected: Expectation,
   counter: DigestCounter = new DigestCounter(),
+  onProgress?: (bytes: number) => void,
 ): TransformStream<Uint8Array, Uint8Array> {
+  const check = new Verifier(expected, counter);
   return new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
-      counter.update(chunk);
-      if (expected.size !== undefined && counter.size > expected.size) {
-        throw new ImagesError(
-          `${expected.what}: more data than the expected ${expected.size} bytes`,
-          "SIZE_INVALID",
-        );
-      }
+      check.update(chunk);
+      onProgress?.(check.size);
       controller.enqueue(chunk);
     },
     flush() {
-      if (expected.size !== undefined && counter.size !== expected.size) {
-        throw new ImagesError(
-          `${expected.what}: truncated: expected ${expected.size} bytes, got ${counter.size}`,
-          "SIZE_INVALID",
-        );
-      }
-      const actual = counter.digest();
-      if (expected.digest !== undefined && actual !== expected.digest) {
-        throw new DigestMismatchError(expected.what, expected.digest, actual);
-      }
+      check.end();
     },
   });
+}
+
+/**
+ * The SHA-256 digest of everything a stream yields, read to its end.
+ *
+ * @example
+ * ```ts
+ * import { streamDigest } from "./digest.ts";
+ * await streamDigest(new Blob(["hello"]).stream()); // "sha256:2cf24dba…"
+ * ```
+ */
+export async function streamDigest(stream: ReadableStream<Uint8Array>): Promise<string> {
+  const counter = new DigestCounter();
+  for await (const chunk of stream) counter.update(chunk);
+  return counter.digest();
 }

@@ -9,6 +9,7 @@
 
 import { type ErrorCode, ImagesError, NotFoundError } from "../errors.ts";
 import { printable } from "../printable.ts";
+import { concatBytes } from "../streams.ts";
 
 /**
  * One entry of a registry's `{"errors": [...]}` answer.
@@ -448,7 +449,7 @@ export async function readOciErrors(response: Response): Promise<OciErrorEntry[]
       total += value.byteLength;
     }
     await reader.cancel().catch(() => {});
-    const text = new TextDecoder().decode(concat(parts, total)).slice(0, MAX_ERROR_BODY);
+    const text = new TextDecoder().decode(concatBytes(parts)).slice(0, MAX_ERROR_BODY);
     const doc = JSON.parse(text) as { errors?: unknown };
     if (!Array.isArray(doc.errors)) return [];
     const out: OciErrorEntry[] = [];
@@ -465,16 +466,6 @@ export async function readOciErrors(response: Response): Promise<OciErrorEntry[]
   } catch {
     return [];
   }
-}
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 function describe(status: number, errors: OciErrorEntry[]): string {
