@@ -17,9 +17,9 @@ import type { ImageSource, ResolvedImage, TransferOptions } from "../copy/ends.t
 import {
   sha256Digest,
   streamDigest,
+  type VerifiedStream,
+  verifiedStream,
   type VerifyFailure,
-  verifyingStream,
-  vouch,
 } from "../oci/digest.ts";
 import {
   type Descriptor,
@@ -544,7 +544,7 @@ export class LocalSource implements ImageSource {
   async fetchBlob(
     descriptor: Descriptor,
     options: TransferOptions = {},
-  ): Promise<ReadableStream<Uint8Array>> {
+  ): Promise<VerifiedStream> {
     let known = this.#blobs.get(descriptor.digest);
     if (!known) {
       const entry = blobPath(descriptor.digest);
@@ -571,28 +571,27 @@ export class LocalSource implements ImageSource {
       );
     }
     const stream = await this.#store.stream(known.entry, { signal: options.signal });
-    return vouch(stream.pipeThrough(this.#checker(known, options.onProgress)), known.digest);
-  }
-
-  #checker(
-    known: KnownBlob,
-    onProgress?: (bytes: number) => void,
-  ): TransformStream<Uint8Array, Uint8Array> {
     const file = this.location;
+    const entry = known.entry;
+    const { size, problem } = known;
+    // The archive's own wording, naming the entry.
     const failure = (f: VerifyFailure): Error => {
       switch (f.kind) {
         case "longer":
-          return new ArchiveError(file, known.entry, `holds more than its ${known.size} bytes`);
+          return new ArchiveError(file, entry, `holds more than its ${size} bytes`);
         case "shorter":
-          return new ArchiveError(file, known.entry, `truncated: ${f.got} of ${known.size} bytes`);
+          return new ArchiveError(file, entry, `truncated: ${f.got} of ${size} bytes`);
         case "digest":
-          return new ArchiveError(file, known.entry, known.problem(f.actual), {
-            cause: new DigestMismatchError(`${file}: ${known.entry}`, f.expected, f.actual),
+          return new ArchiveError(file, entry, problem(f.actual), {
+            cause: new DigestMismatchError(`${file}: ${entry}`, f.expected, f.actual),
           });
       }
     };
-    const { digest, size, entry } = known;
-    return verifyingStream({ digest, size, what: entry, failure }, undefined, onProgress);
+    return verifiedStream(
+      stream,
+      { digest: known.digest, size, what: entry, failure },
+      options.onProgress,
+    );
   }
 
   /**

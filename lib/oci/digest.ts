@@ -88,8 +88,9 @@ export class DigestCounter {
   size = 0;
 
   /**
-   * @param vouched the digest the bytes are already known to have (a stream that
-   * {@linkcode vouchedDigest} names): they are then only counted, not hashed again
+   * @param vouched the digest the bytes are already known to have (that of a
+   * {@linkcode VerifiedStream}, from {@linkcode vouchedDigest}): they are then only
+   * counted, not hashed again
    */
   constructor(vouched?: string) {
     if (vouched === undefined) this.#hash = createHash("sha256");
@@ -112,14 +113,32 @@ export class DigestCounter {
   }
 }
 
-const vouched = new WeakMap<ReadableStream<Uint8Array>, string>();
+const VERIFIED_DIGEST = Symbol("verified digest");
 
 /**
- * Marks `stream` as checked by whoever made it: it fails before its end unless its
- * bytes have `digest`. A consumer that would hash the same bytes again to check the same
- * digest can trust it ({@linkcode vouchedDigest}): a pull then hashes each layer once.
- * Only the stream object itself is vouched for, never one piped from it, and only for
- * a consumer that reads it from its first byte to its end.
+ * A stream whose maker checks every byte against `digest` on the way: it fails before
+ * its end unless its bytes have that digest. It carries the digest itself, so a consumer
+ * that would hash the same bytes again to check the same digest can trust it
+ * ({@linkcode vouchedDigest}): a pull then hashes each layer once. Only the stream object
+ * itself is verified, never one piped from it or wrapped around it: a wrapper is a plain
+ * `ReadableStream`, and returning one where a `VerifiedStream` is promised (an
+ * `ImageSource`'s `fetchBlob`) is a type error. Trust holds only for a consumer that
+ * reads it from its first byte to its end. Made by {@linkcode verifiedStream}.
+ *
+ * @example
+ * ```ts
+ * import { verifiedStream, type VerifiedStream } from "./digest.ts";
+ * const digest = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+ * const checked: VerifiedStream = verifiedStream(new Blob(["hello"]).stream(), { digest, what: "x" });
+ * ```
+ */
+export type VerifiedStream = ReadableStream<Uint8Array> & { readonly [VERIFIED_DIGEST]: string };
+
+/**
+ * Marks `stream` as verified against `digest` by whoever made it: only for a maker that
+ * checks every byte itself (a byte-for-byte pass-through of a {@linkcode VerifiedStream},
+ * or a stream piped through {@linkcode verifyingStream}); {@linkcode verifiedStream} does
+ * both steps.
  *
  * @example
  * ```ts
@@ -128,30 +147,65 @@ const vouched = new WeakMap<ReadableStream<Uint8Array>, string>();
  * const checked = vouch(new Blob(["hello"]).stream().pipeThrough(verifyingStream({ digest, what: "x" })), digest);
  * ```
  */
-export function vouch(
-  stream: ReadableStream<Uint8Array>,
-  digest: string,
-): ReadableStream<Uint8Array> {
-  vouched.set(stream, digest);
-  return stream;
+export function vouch(stream: ReadableStream<Uint8Array>, digest: string): VerifiedStream {
+  Object.defineProperty(stream, VERIFIED_DIGEST, { value: digest });
+  return stream as VerifiedStream;
 }
 
 /**
- * The digest `stream` was vouched for with {@linkcode vouch}, if `expected` is that
- * digest; otherwise undefined (the consumer hashes the bytes itself).
+ * `stream` checked against `expected` as it flows ({@linkcode verifyingStream}), as a
+ * {@linkcode VerifiedStream} of `expected.digest`.
+ *
+ * @example
+ * ```ts
+ * import { verifiedStream } from "./digest.ts";
+ * const digest = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+ * const checked = verifiedStream(new Blob(["hello"]).stream(), { digest, size: 5, what: "x" });
+ * await new Response(checked).text(); // "hello"
+ * ```
+ */
+export function verifiedStream(
+  stream: ReadableStream<Uint8Array>,
+  expected: Expectation & { digest: string },
+  onProgress?: (bytes: number) => void,
+): VerifiedStream {
+  return vouch(
+    stream.pipeThrough(verifyingStream(expected, undefined, onProgress)),
+    expected.digest,
+  );
+}
+
+/**
+ * The digest a {@linkcode VerifiedStream} is checked against.
+ *
+ * @example
+ * ```ts
+ * import { verifiedDigest, verifiedStream } from "./digest.ts";
+ * const digest = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+ * verifiedDigest(verifiedStream(new Blob(["hello"]).stream(), { digest, what: "x" })) === digest; // true
+ * ```
+ */
+export function verifiedDigest(stream: VerifiedStream): string {
+  return stream[VERIFIED_DIGEST];
+}
+
+/**
+ * The digest `stream` is verified against, if it is a {@linkcode VerifiedStream} and
+ * `expected` is that digest; otherwise undefined (the consumer hashes the bytes itself).
  *
  * @example
  * ```ts
  * import { DigestCounter, vouchedDigest } from "./digest.ts";
  * const stream = new Blob(["x"]).stream();
- * const counter = new DigestCounter(vouchedDigest(stream, "sha256:…")); // not vouched: hashes
+ * const counter = new DigestCounter(vouchedDigest(stream, "sha256:…")); // not verified: hashes
  * ```
  */
 export function vouchedDigest(
-  stream: ReadableStream<Uint8Array>,
+  stream: ReadableStream<Uint8Array> | VerifiedStream,
   expected: string | undefined,
 ): string | undefined {
-  return expected !== undefined && vouched.get(stream) === expected ? expected : undefined;
+  const verified = (stream as Partial<VerifiedStream>)[VERIFIED_DIGEST];
+  return expected !== undefined && verified === expected ? expected : undefined;
 }
 
 /**
