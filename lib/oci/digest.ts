@@ -89,10 +89,10 @@ export class DigestCounter {
 
   /**
    * @param vouched the digest the bytes are already known to have (that of a
-   * {@linkcode VerifiedStream}, from {@linkcode vouchedDigest}): they are then only
-   * counted, not hashed again
+   * {@linkcode VerifiedStream}, from {@linkcode vouchedDigest}, the only way to get
+   * one): they are then only counted, not hashed again
    */
-  constructor(vouched?: string) {
+  constructor(vouched?: VouchedDigest) {
     if (vouched === undefined) this.#hash = createHash("sha256");
     else this.#digest = vouched;
   }
@@ -203,10 +203,19 @@ export function verifiedDigest(stream: VerifiedStream): string {
 export function vouchedDigest(
   stream: ReadableStream<Uint8Array> | VerifiedStream,
   expected: string | undefined,
-): string | undefined {
+): VouchedDigest | undefined {
   const verified = (stream as Partial<VerifiedStream>)[VERIFIED_DIGEST];
-  return expected !== undefined && verified === expected ? expected : undefined;
+  return expected !== undefined && verified === expected ? expected as VouchedDigest : undefined;
 }
+
+declare const vouchedBrand: unique symbol;
+
+/**
+ * A digest read from a {@linkcode VerifiedStream} by {@linkcode vouchedDigest}: what a
+ * {@linkcode DigestCounter} takes to count without hashing, so that skipping the hash
+ * needs a stream that was checked.
+ */
+export type VouchedDigest = string & { readonly [vouchedBrand]: true };
 
 /**
  * Why bytes failed their {@linkcode Expectation}: more bytes than the size, fewer, or
