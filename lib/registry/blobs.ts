@@ -10,7 +10,7 @@ import { ImagesError } from "../errors.ts";
 import { checkDigest, verifyingStream, vouch } from "../oci/digest.ts";
 import { checkRepository } from "./endpoint.ts";
 import { errorFromResponse, RegistryConnectionError, StalledError } from "./errors.ts";
-import type { HttpResponse } from "./http.ts";
+import type { HttpResponse } from "./transport.ts";
 import type { RegistryHttp } from "./request.ts";
 import { backoffDelay, sleep } from "./retry.ts";
 import { noteGarbage } from "../gc.ts";

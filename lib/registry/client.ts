@@ -20,7 +20,7 @@ import {
   errorFromResponse,
   RegistryError,
 } from "./errors.ts";
-import { HttpTransport } from "./http.ts";
+import { HttpTransport } from "./transport.ts";
 import { listRepositories, listTags } from "./listings.ts";
 import {
   deleteManifest,

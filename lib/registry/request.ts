@@ -9,7 +9,7 @@
 import { AbortedError } from "../errors.ts";
 import type { Authenticator } from "./auth.ts";
 import { RegistryConnectionError } from "./errors.ts";
-import { type HttpResponse, type HttpTransport, type RequestBody, show } from "./http.ts";
+import { type HttpResponse, type HttpTransport, type RequestBody, show } from "./transport.ts";
 import { backoffDelay, RETRYABLE_STATUSES, type RetryPolicy, sleep } from "./retry.ts";
 
 /**

@@ -13,7 +13,7 @@
  */
 
 import { errorFromResponse } from "./errors.ts";
-import type { HttpResponse } from "./http.ts";
+import type { HttpResponse } from "./transport.ts";
 import type { RegistryRequest } from "./request.ts";
 import { sessionOf, type UploadSession } from "./upload_session.ts";
 

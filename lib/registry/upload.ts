@@ -28,7 +28,7 @@ import {
   RegistryConnectionError,
   RegistryError,
 } from "./errors.ts";
-import type { HttpResponse } from "./http.ts";
+import type { HttpResponse } from "./transport.ts";
 import type { RegistryHttp, RegistryRequest } from "./request.ts";
 import { backoffDelay, RETRYABLE_STATUSES, sleep } from "./retry.ts";
 import { type BlobSource, SourceCursor } from "./source_cursor.ts";

@@ -113,7 +113,7 @@ const MiB = 1024 * 1024;
  *
  * @example
  * ```ts
- * import { HttpTransport } from "./http.ts";
+ * import { HttpTransport } from "./transport.ts";
  * const transport = new HttpTransport({ fetch: () => Promise.resolve(new Response("hi")) });
  * const res = await transport.send({
  *   method: "GET",
@@ -221,7 +221,7 @@ class TimeoutSignal extends Error {
  *
  * @example
  * ```ts
- * import { HttpTransport } from "./http.ts";
+ * import { HttpTransport } from "./transport.ts";
  * const transport = new HttpTransport({ stallTimeoutMs: 10_000 });
  * const res = await transport.send({
  *   method: "GET",
@@ -474,7 +474,7 @@ const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie"
  *
  * @example
  * ```ts
- * import { headerLine } from "./http.ts";
+ * import { headerLine } from "./transport.ts";
  * headerLine("authorization", "Basic dXNlcjpwYXNz"); // "Authorization: Basic <redacted>"
  * ```
  */
@@ -499,7 +499,7 @@ function secs(ms: number): string {
  *
  * @example
  * ```ts
- * import { show } from "./http.ts";
+ * import { show } from "./transport.ts";
  * show(new URL("https://s3.example.com/blob?X-Amz-Signature=secret")); // "https://s3.example.com/blob?…"
  * ```
  */
