@@ -11,7 +11,7 @@ import { checkDigest, verifyingStream, vouch } from "../oci/digest.ts";
 import { checkRepository } from "./endpoint.ts";
 import { errorFromResponse, RegistryConnectionError, StalledError } from "./errors.ts";
 import type { HttpResponse } from "./transport.ts";
-import type { RegistryHttp } from "./request.ts";
+import type { RegistryHttp } from "./registry_http.ts";
 import { backoffDelay, sleep } from "./retry.ts";
 import { noteGarbage } from "../gc.ts";
 

@@ -31,7 +31,7 @@ import {
 } from "./manifests.ts";
 import { mountBlob } from "./mount.ts";
 import { SecretSet } from "./redact.ts";
-import { RegistryHttp } from "./request.ts";
+import { RegistryHttp } from "./registry_http.ts";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.ts";
 import type { BlobSource } from "./source_cursor.ts";
 import {

@@ -12,7 +12,7 @@ import { type Descriptor, MAX_MANIFEST_BYTES } from "../oci/manifest.ts";
 import { MANIFEST_MEDIA_TYPES } from "../oci/media_types.ts";
 import { checkRepository, isManifestReference } from "./endpoint.ts";
 import { errorFromResponse, RegistryError, StalledError, UnsupportedError } from "./errors.ts";
-import type { RegistryHttp } from "./request.ts";
+import type { RegistryHttp } from "./registry_http.ts";
 
 /**
  * A manifest as the registry holds it.

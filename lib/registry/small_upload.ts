@@ -14,7 +14,7 @@
 
 import { errorFromResponse } from "./errors.ts";
 import type { HttpResponse } from "./transport.ts";
-import type { RegistryRequest } from "./request.ts";
+import type { RegistryRequest } from "./registry_http.ts";
 import { sessionOf, type UploadSession } from "./upload_session.ts";
 
 /**

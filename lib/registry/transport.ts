@@ -4,7 +4,7 @@
  * a timeout on a body that stalls (in either direction), abort through a signal, and
  * a debug log that never shows a credential.
  *
- * Retries live one level up ({@linkcode ./request.ts}); this file does one attempt.
+ * Retries live one level up ({@linkcode ./registry_http.ts}); this file does one attempt.
  *
  * @module
  */

@@ -29,7 +29,7 @@ import {
   RegistryError,
 } from "./errors.ts";
 import type { HttpResponse } from "./transport.ts";
-import type { RegistryHttp, RegistryRequest } from "./request.ts";
+import type { RegistryHttp, RegistryRequest } from "./registry_http.ts";
 import { backoffDelay, RETRYABLE_STATUSES, sleep } from "./retry.ts";
 import { type BlobSource, SourceCursor } from "./source_cursor.ts";
 import {

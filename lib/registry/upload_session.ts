@@ -10,7 +10,7 @@ import { AbortedError, ImagesError } from "../errors.ts";
 import { resolveLocation } from "./endpoint.ts";
 import { errorFromResponse, readOciErrors, RegistryConnectionError } from "./errors.ts";
 import type { HttpResponse } from "./transport.ts";
-import type { RegistryHttp } from "./request.ts";
+import type { RegistryHttp } from "./registry_http.ts";
 
 /**
  * An open upload session.
