@@ -327,7 +327,9 @@ export class RegistryClient {
     mediaType: string,
     signal?: AbortSignal,
   ): Promise<string> {
-    return this.#guard(() => putManifest(this.#http, repo, reference, bytes, mediaType, signal));
+    return this.#guard(() =>
+      putManifest(this.#http, repo, reference, { bytes, mediaType }, signal)
+    );
   }
 
   /**
