@@ -9,6 +9,7 @@
 
 import { ImagesError, NotFoundError } from "../errors.ts";
 import { printable } from "../printable.ts";
+import { readAll } from "../streams.ts";
 
 /**
  * One entry of a registry's `{"errors": [...]}` answer.
@@ -440,17 +441,10 @@ const MAX_ERROR_BODY = 64 * 1024;
 export async function readOciErrors(response: Response): Promise<OciErrorEntry[]> {
   if (!response.body) return [];
   try {
-    const reader = response.body.getReader();
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    while (total < MAX_ERROR_BODY) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      parts.push(value);
-      total += value.byteLength;
-    }
-    await reader.cancel().catch(() => {});
-    const text = new TextDecoder().decode(concat(parts, total)).slice(0, MAX_ERROR_BODY);
+    // A longer body is not an error document worth reading: readAll refuses it (no entries).
+    const text = new TextDecoder().decode(
+      await readAll(response.body, MAX_ERROR_BODY, "error body"),
+    );
     const doc = JSON.parse(text) as { errors?: unknown };
     if (!Array.isArray(doc.errors)) return [];
     const out: OciErrorEntry[] = [];
@@ -467,16 +461,6 @@ export async function readOciErrors(response: Response): Promise<OciErrorEntry[]
   } catch {
     return [];
   }
-}
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 function describe(status: number, errors: OciErrorEntry[]): string {

@@ -11,6 +11,7 @@
 
 import { AbortedError, ImagesError } from "../errors.ts";
 import { isLoopbackHost, resolveLocation } from "./endpoint.ts";
+import { readAll } from "../streams.ts";
 import {
   fetchFailureText,
   RegistryConnectionError,
@@ -164,29 +165,13 @@ export class HttpResponse {
    */
   async bytes(limit = 4 * 1024 * 1024, what = "answer"): Promise<Uint8Array> {
     if (!this.body) return new Uint8Array(0);
-    const reader = this.body.getReader();
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.byteLength;
-      if (total > limit) {
-        await reader.cancel().catch(() => {});
-        throw new ImagesError(
-          `${what}: more than the ${limit}-byte limit`,
-          "MANIFEST_TOO_LARGE",
-        );
-      }
-      parts.push(value);
+    try {
+      return await readAll(this.body, limit, what);
+    } catch (e) {
+      if (!(e instanceof ImagesError) || e.code !== "TOO_LARGE") throw e;
+      // What callers (manifests, tokens) read and test for: the manifest-size refusal.
+      throw new ImagesError(`${what}: more than the ${limit}-byte limit`, "MANIFEST_TOO_LARGE");
     }
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.byteLength;
-    }
-    return out;
   }
 
   /** Reads the whole body as text (at most `limit` bytes). */
