@@ -340,9 +340,12 @@ export class RegistryClient {
     return this.#guard(() => deleteManifest(this.#http, repo, digest, signal));
   }
 
-  /** A blob's size, or undefined when the repository does not have it. */
+  /**
+   * A blob's size, or undefined when the repository does not have it (or, rarely, has
+   * it but did not say its size).
+   */
   headBlob(repo: string, digest: string, signal?: AbortSignal): Promise<number | undefined> {
-    return this.#guard(() => headBlob(this.#http, repo, digest, signal));
+    return this.#guard(async () => (await headBlob(this.#http, repo, digest, signal))?.size);
   }
 
   /**
@@ -427,7 +430,7 @@ export class RegistryClient {
           }
           if (result.mounted) {
             const size = source.size ??
-              await headBlob(this.#http, repo, source.digest, options.signal) ?? -1;
+              (await headBlob(this.#http, repo, source.digest, options.signal))?.size ?? -1;
             options.onProgress?.(size);
             if (session) {
               await cancelSession(this.#http, repo, session.location, `mount into ${repo}`);

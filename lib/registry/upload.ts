@@ -992,8 +992,8 @@ class BlobUpload {
 
   async #exists(digest: string): Promise<boolean> {
     try {
-      const size = await headBlob(this.#http, this.#repo, digest, this.#options.signal);
-      return size !== undefined && (size === this.#cursor.position || size === -1);
+      const head = await headBlob(this.#http, this.#repo, digest, this.#options.signal);
+      return head !== undefined && (head.size === undefined || head.size === this.#cursor.position);
     } catch {
       return false;
     }
