@@ -33,11 +33,15 @@ import type { RegistryHttp, RegistryRequest } from "./registry_http.ts";
 import { backoffDelay, RETRYABLE_STATUSES, sleep } from "./retry.ts";
 import { type BlobSource, SourceCursor } from "./source_cursor.ts";
 import {
-  postWholeBlob,
-  type SinglePostSupport,
-  SMALL_BLOB_BYTES,
-  smallBodyWait,
-} from "./small_upload.ts";
+  type ChunkSent,
+  chunkSizeFor,
+  type ConcreteUploadMode,
+  learnSizeRule,
+  nextMode,
+  sizeRuleMayApply,
+  type UploadPolicy,
+} from "./upload_policy.ts";
+import { postWholeBlob, SMALL_BLOB_BYTES, smallBodyWait } from "./small_upload.ts";
 import { sha256Digest } from "../oci/digest.ts";
 import {
   cancelSession,
@@ -49,125 +53,6 @@ import {
 } from "./upload_session.ts";
 
 export type { BlobSource } from "./source_cursor.ts";
-
-/**
- * How blobs are sent: see the module documentation.
- *
- * @example
- * ```ts ignore
- * const mode: UploadMode = "chunked";
- * ```
- */
-export type UploadMode = "auto" | "streaming" | "chunked" | "monolithic";
-
-/**
- * An upload mode other than `auto`: what `auto` picks or learns.
- *
- * @example
- * ```ts ignore
- * const mode: ConcreteUploadMode = "monolithic";
- * ```
- */
-export type ConcreteUploadMode = Exclude<UploadMode, "auto">;
-
-type Mode = ConcreteUploadMode;
-
-const MiB = 1024 * 1024;
-/**
- * GHCR refuses chunks over 4 MiB.
- *
- * @example
- * ```ts ignore
- * const policy = uploadPolicyFor("r.example.com", { maxChunkSize: GHCR_MAX_CHUNK });
- * ```
- */
-export const GHCR_MAX_CHUNK: number = 4 * MiB;
-/**
- * ECR refuses chunks (other than the last) under 5 MiB.
- *
- * @example
- * ```ts ignore
- * const policy = uploadPolicyFor("r.example.com", { minChunkSize: ECR_MIN_CHUNK });
- * ```
- */
-export const ECR_MIN_CHUNK: number = 5 * MiB;
-/**
- * The default chunk size: 8 MiB.
- *
- * @example
- * ```ts ignore
- * const policy = uploadPolicyFor("r.example.com", { chunkSize: 2 * DEFAULT_CHUNK_SIZE });
- * ```
- */
-export const DEFAULT_CHUNK_SIZE: number = 8 * MiB;
-
-/**
- * How one registry takes uploads: configured, then refined by what it answers.
- * Shared by every upload to that registry.
- *
- * @example
- * ```ts ignore
- * const policy: UploadPolicy = uploadPolicyFor("ghcr.io", { mode: "chunked" });
- * console.log(policy.maxChunkSize); // 4194304
- * ```
- */
-export interface UploadPolicy {
-  /** The configured mode. */
-  mode: UploadMode;
-  /** The mode learnt in `auto` mode after a refusal. */
-  learnedMode?: ConcreteUploadMode;
-  /** Bytes per chunk. */
-  chunkSize: number;
-  /** The smallest chunk the registry takes (other than the last). */
-  minChunkSize?: number;
-  /** The largest chunk the registry takes. */
-  maxChunkSize?: number;
-  /** How long the registry may take to answer the final `PUT` (it may hash the blob). */
-  commitTimeoutMs: number;
-  /** Whether the registry stores a small blob sent whole in the `POST` (learnt). */
-  singlePost: SinglePostSupport;
-  /** False once the registry refused a small blob sent whole in one `PUT` (learnt). */
-  smallPut?: boolean;
-}
-
-/**
- * The upload policy for a registry host: the caller's choices, with the known rules of
- * GHCR (chunks ≤ 4 MiB) and ECR (chunks ≥ 5 MiB) filled in.
- *
- * @example
- * ```ts
- * import { uploadPolicyFor } from "./upload.ts";
- * uploadPolicyFor("ghcr.io", {}).maxChunkSize; // 4194304
- * ```
- */
-export function uploadPolicyFor(
-  host: string,
-  options: {
-    mode?: UploadMode;
-    chunkSize?: number;
-    minChunkSize?: number;
-    maxChunkSize?: number;
-    commitTimeoutMs?: number;
-  },
-): UploadPolicy {
-  const h = host.toLowerCase().replace(/:\d+$/, "");
-  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-  if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) {
-    throw new ImagesError(
-      `chunkSize must be a positive integer, got ${chunkSize}`,
-      "INVALID_ARGUMENT",
-    );
-  }
-  return {
-    mode: options.mode ?? "auto",
-    chunkSize,
-    minChunkSize: options.minChunkSize ??
-      (/\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$/.test(h) ? ECR_MIN_CHUNK : undefined),
-    maxChunkSize: options.maxChunkSize ?? (h === "ghcr.io" ? GHCR_MAX_CHUNK : undefined),
-    commitTimeoutMs: options.commitTimeoutMs ?? 300_000,
-    singlePost: {},
-  };
-}
 
 /**
  * Options of {@linkcode uploadBlob}.
@@ -252,13 +137,6 @@ export interface UploadedBlob {
   size: number;
 }
 
-/** A chunk sent: where it starts, how long it is, whether it is the last. */
-interface Chunk {
-  offset: number;
-  length: number;
-  last: boolean;
-}
-
 /** The registry refuses this upload mode. */
 class Refused {
   constructor(readonly error: Error) {}
@@ -269,19 +147,14 @@ class Restart {
   constructor(readonly reason: string, readonly error?: Error) {}
 }
 
-const NEXT_MODE: Record<Mode, Mode | undefined> = {
-  streaming: "chunked",
-  chunked: "monolithic",
-  monolithic: undefined,
-};
-
 /**
  * Uploads a blob into `repo` and returns its digest and size. See the module
  * documentation for modes, resuming and fallbacks.
  *
  * @example
  * ```ts ignore
- * import { uploadBlob, uploadPolicyFor } from "./upload.ts";
+ * import { uploadBlob } from "./upload.ts";
+ * import { uploadPolicyFor } from "./upload_policy.ts";
  * const bytes = new TextEncoder().encode("hello");
  * const stored = await uploadBlob(http, uploadPolicyFor(http.host, {}), "app", {
  *   open: (offset) => new Blob([bytes.subarray(offset)]).stream(),
@@ -397,7 +270,9 @@ class BlobUpload {
 
   async run(): Promise<UploadedBlob> {
     const auto = this.#policy.mode === "auto";
-    let mode: Mode = auto ? this.#policy.learnedMode ?? "streaming" : this.#policy.mode as Mode;
+    let mode: ConcreteUploadMode = auto
+      ? this.#policy.learnedMode ?? "streaming"
+      : this.#policy.mode as ConcreteUploadMode;
     if (auto && mode === "streaming" && this.#options.resume) {
       mode = "chunked";
       this.#chunkedForResume = true;
@@ -443,7 +318,7 @@ class BlobUpload {
             continue;
           }
           if (e instanceof Refused) {
-            const next = auto ? NEXT_MODE[mode] : undefined;
+            const next = auto ? nextMode(mode) : undefined;
             if (!next) throw e.error;
             this.#log(`${mode} upload refused (${e.error.message}); trying ${next}`);
             this.#policy.learnedMode = next;
@@ -622,7 +497,7 @@ class BlobUpload {
     this.#options.onProgress?.(bytes);
   }
 
-  async #attempt(mode: Mode): Promise<UploadedBlob> {
+  async #attempt(mode: ConcreteUploadMode): Promise<UploadedBlob> {
     await this.#cursor.seek(0);
     if (this.#source.size === 0 && await this.#cursor.atEnd()) return await this.#finish();
     if (mode === "monolithic") return await this.#monolithic();
@@ -631,13 +506,7 @@ class BlobUpload {
   }
 
   #chunkSize(): number {
-    const p = this.#policy;
-    const min = Math.max(this.#session?.minChunk ?? 0, p.minChunkSize ?? 0);
-    let size = Math.max(p.chunkSize, min);
-    if (p.maxChunkSize !== undefined && p.maxChunkSize >= min) {
-      size = Math.min(size, p.maxChunkSize);
-    }
-    return size;
+    return chunkSizeFor(this.#policy, this.#session?.minChunk);
   }
 
   /** Counts a failure; after too many without progress, gives up with `cause`. */
@@ -670,7 +539,7 @@ class BlobUpload {
    * `refused` is a chunk the registry may have refused for its size: when the session
    * holds exactly what came before it, that was the reason.
    */
-  async #resume(refused?: Chunk): Promise<UploadedBlob> {
+  async #resume(refused?: ChunkSent): Promise<UploadedBlob> {
     const status = await sessionStatus(
       this.#http,
       this.#repo,
@@ -684,7 +553,10 @@ class BlobUpload {
       // More than we know we sent: only possible if the source is not what we read.
       throw new Restart(`the session holds ${status.offset} bytes, more than were sent`);
     }
-    if (refused && status.offset === refused.offset) this.#learnSizeRule(refused);
+    if (refused && status.offset === refused.offset) {
+      const learnt = learnSizeRule(this.#policy, refused);
+      if (learnt) this.#log(learnt);
+    }
     this.#log(`the session holds ${status.offset} bytes; continuing from there`);
     this.#confirmed = status.offset;
     return await this.#chunked(status.offset);
@@ -779,7 +651,7 @@ class BlobUpload {
    * error no retry cures; otherwise waits (counting the failure) and returns the chunk
    * when the registry may have refused it for its size, so the resume can tell.
    */
-  async #handleWriteError(res: HttpResponse, chunk: Chunk): Promise<Chunk | undefined> {
+  async #handleWriteError(res: HttpResponse, chunk: ChunkSent): Promise<ChunkSent | undefined> {
     const errors = await readOciErrors(res.toResponse());
     const error = await this.#error(res, errors);
     const codes = new Set(errors.map((e) => e.code));
@@ -787,7 +659,7 @@ class BlobUpload {
     if (status === 404 || codes.has("BLOB_UPLOAD_UNKNOWN")) {
       throw new Restart(`the session is gone (${status})`);
     }
-    const sizeRule = [400, 413, 416].includes(status) && this.#sizeRuleMayApply(chunk);
+    const sizeRule = [400, 413, 416].includes(status) && sizeRuleMayApply(this.#policy, chunk);
     if (
       !sizeRule && chunk.offset === 0 &&
       ([400, 405, 415, 501].includes(status) || codes.has("UNSUPPORTED")) &&
@@ -806,26 +678,6 @@ class BlobUpload {
       return undefined;
     }
     throw error;
-  }
-
-  /** Whether a refused chunk may have broken a size rule not known yet (GHCR, ECR). */
-  #sizeRuleMayApply(chunk: Chunk): boolean {
-    const p = this.#policy;
-    return (chunk.length > GHCR_MAX_CHUNK && p.maxChunkSize === undefined) ||
-      (!chunk.last && chunk.length > 0 && chunk.length < ECR_MIN_CHUNK &&
-        p.minChunkSize === undefined);
-  }
-
-  /** Learns the size rule a chunk broke (the session held everything before it). */
-  #learnSizeRule(chunk: Chunk): void {
-    const p = this.#policy;
-    if (chunk.length > GHCR_MAX_CHUNK && p.maxChunkSize === undefined) {
-      p.maxChunkSize = GHCR_MAX_CHUNK;
-      this.#log(`a ${chunk.length}-byte chunk was refused; chunks are now at most 4 MiB`);
-    } else if (!chunk.last && chunk.length < ECR_MIN_CHUNK && p.minChunkSize === undefined) {
-      p.minChunkSize = ECR_MIN_CHUNK;
-      this.#log(`a ${chunk.length}-byte chunk was refused; chunks are now at least 5 MiB`);
-    }
   }
 
   async #error(res: HttpResponse, errors: OciErrorEntry[]): Promise<Error> {
