@@ -30,7 +30,8 @@ import {
 } from "./errors.ts";
 import type { HttpResponse } from "./transport.ts";
 import type { RegistryHttp, RegistryRequest } from "./registry_http.ts";
-import { backoffDelay, RETRYABLE_STATUSES, sleep } from "./retry.ts";
+import { backoffDelay, sleep } from "./retry.ts";
+import { classifyUploadAnswer } from "./upload_outcome.ts";
 import { type BlobSource, SourceCursor } from "./source_cursor.ts";
 import {
   type ChunkSent,
@@ -137,15 +138,34 @@ export interface UploadedBlob {
   size: number;
 }
 
-/** The registry refuses this upload mode. */
-class Refused {
-  constructor(readonly error: Error) {}
-}
+/**
+ * Where an upload goes next, within one session: every step returns the next one, until
+ * a {@linkcode SessionEnd}.
+ *
+ * - `attempt`: the whole blob from byte 0 in `mode`;
+ * - `continue-saved`: a session an earlier process saved, from the `offset` it holds;
+ * - `chunks`: chunks `from` an offset the session holds;
+ * - `status`: ask where the session stands and continue there in chunks (`refused`: a
+ *   chunk the registry may have refused for its size);
+ * - `commit`: `PUT ?digest=` closing the session, which holds every byte.
+ */
+type Step =
+  | { next: "attempt"; mode: ConcreteUploadMode }
+  | { next: "continue-saved"; offset: number }
+  | { next: "chunks"; from: number }
+  | { next: "status"; refused?: ChunkSent }
+  | { next: "commit" }
+  | SessionEnd;
 
-/** The session cannot go on: start over with a new one. */
-class Restart {
-  constructor(readonly reason: string, readonly error?: Error) {}
-}
+/**
+ * How a session ends: the blob is `stored`; the session cannot go on and a
+ * `new-session` starts over (`error`: the failure to report if that is the last); or the
+ * registry refuses the mode and the upload may `fall-back` to another.
+ */
+type SessionEnd =
+  | { next: "stored"; blob: UploadedBlob }
+  | { next: "new-session"; reason: string; error?: Error }
+  | { next: "fall-back"; error: Error };
 
 /**
  * Uploads a blob into `repo` and returns its digest and size. See the module
@@ -292,66 +312,25 @@ class BlobUpload {
           this.#operation,
           this.#options.signal,
         );
+        const from = start;
+        start = 0;
+        let end: SessionEnd;
         try {
-          const from = start;
-          start = 0;
-          const stored = from > 0 ? await this.#continueSaved(from) : await this.#attempt(mode);
-          await this.#options.resume?.forget();
-          return stored;
+          end = await this.#drive(
+            from > 0 ? { next: "continue-saved", offset: from } : { next: "attempt", mode },
+          );
+          if (end.next === "stored") {
+            await this.#options.resume?.forget();
+            return end.blob;
+          }
         } catch (e) {
           this.#stopIfAborted();
-          if (e instanceof Refused && this.#whole) {
-            // One PUT for a small blob was our choice: the registry's way, and remember.
-            this.#log(`one-request upload refused (${e.error.message}); as usual`);
-            this.#whole = undefined;
-            this.#policy.smallPut = false;
-            mode = this.#policy.learnedMode ?? "streaming";
-            await this.#dropSession();
-            continue;
-          }
-          if (e instanceof Refused && this.#chunkedForResume) {
-            // Chunks were our choice, not the registry's: stream, and learn nothing.
-            this.#log(`chunked upload refused (${e.error.message}); streaming (not resumable)`);
-            this.#chunkedForResume = false;
-            mode = "streaming";
-            await this.#dropSession();
-            continue;
-          }
-          if (e instanceof Refused) {
-            const next = auto ? nextMode(mode) : undefined;
-            if (!next) throw e.error;
-            this.#log(`${mode} upload refused (${e.error.message}); trying ${next}`);
-            this.#policy.learnedMode = next;
-            mode = next;
-            await this.#dropSession();
-            continue;
-          }
-          if (e instanceof Restart) {
-            this.#restarts++;
-            if (this.#restarts > this.#http.retry.maxRetries) {
-              const cause = e.error ?? this.#lastCause;
-              const message =
-                `${this.#operation}: gave up after ${this.#restarts} upload sessions ` +
-                `(${e.reason})${cause ? `; last failure: ${cause.message}` : ""}`;
-              if (cause instanceof RegistryConnectionError) {
-                throw new RegistryConnectionError(message, { cause });
-              }
-              throw e.error ?? new RegistryError(message, { cause });
-            }
-            this.#log(`starting over with a new session: ${e.reason}`);
-            await this.#dropSession();
-            this.#confirmed = 0;
-            this.#failures = 0;
-            this.#confirmedAtFailure = -1;
-            await sleep(
-              backoffDelay(this.#http.retry, this.#restarts) ?? 0,
-              this.#options.signal,
-              this.#operation,
-            );
-            continue;
-          }
           throw e;
         }
+        this.#stopIfAborted();
+        // Bounded: a fall-back moves down a finite list of modes, a new session is counted.
+        if (end.next === "fall-back") mode = await this.#fallBack(mode, end.error);
+        else await this.#startOver(end.reason, end.error);
       }
     } catch (e) {
       // A suspended upload keeps its session (and its record) for a later resume; so
@@ -364,6 +343,103 @@ class BlobUpload {
     } finally {
       await this.#cursor.close();
     }
+  }
+
+  /**
+   * Runs one session's steps until it ends. Every step that does not move the upload
+   * forward follows a counted failure (which gives up after the retry bound); the count
+   * of steps without progress is bounded besides, so no answer can loop it for ever.
+   */
+  async #drive(first: Step): Promise<SessionEnd> {
+    const bound = 4 * (this.#http.retry.maxRetries + 2);
+    let step = first;
+    let idle = 0;
+    let highest = this.#confirmed;
+    for (;;) {
+      if (this.#confirmed > highest) {
+        highest = this.#confirmed;
+        idle = 0;
+      }
+      if (++idle > bound) {
+        throw new RegistryError(
+          `${this.#operation}: no progress after ${bound} steps at byte ${this.#confirmed}`,
+          { cause: this.#lastCause },
+        );
+      }
+      switch (step.next) {
+        case "attempt":
+          step = await this.#attempt(step.mode);
+          break;
+        case "continue-saved":
+          step = await this.#continueSaved(step.offset);
+          break;
+        case "chunks":
+          step = await this.#chunked(step.from);
+          break;
+        case "status":
+          step = await this.#resume(step.refused);
+          break;
+        case "commit":
+          step = await this.#finish();
+          break;
+        default:
+          return step;
+      }
+    }
+  }
+
+  /**
+   * The mode to try after the registry refused `mode` (with `error`), the session
+   * cancelled; throws `error` when there is none.
+   */
+  async #fallBack(mode: ConcreteUploadMode, error: Error): Promise<ConcreteUploadMode> {
+    let next: ConcreteUploadMode | undefined;
+    if (this.#whole) {
+      // One PUT for a small blob was our choice: the registry's way, and remember.
+      this.#log(`one-request upload refused (${error.message}); as usual`);
+      this.#whole = undefined;
+      this.#policy.smallPut = false;
+      next = this.#policy.learnedMode ?? "streaming";
+    } else if (this.#chunkedForResume) {
+      // Chunks were our choice, not the registry's: stream, and learn nothing.
+      this.#log(`chunked upload refused (${error.message}); streaming (not resumable)`);
+      this.#chunkedForResume = false;
+      next = "streaming";
+    } else {
+      next = this.#policy.mode === "auto" ? nextMode(mode) : undefined;
+      if (!next) throw error;
+      this.#log(`${mode} upload refused (${error.message}); trying ${next}`);
+      this.#policy.learnedMode = next;
+    }
+    await this.#dropSession();
+    return next;
+  }
+
+  /**
+   * Drops the session for a new one (after a backoff), or gives up once there were more
+   * new sessions than retries.
+   */
+  async #startOver(reason: string, error?: Error): Promise<void> {
+    this.#restarts++;
+    if (this.#restarts > this.#http.retry.maxRetries) {
+      const cause = error ?? this.#lastCause;
+      const message = `${this.#operation}: gave up after ${this.#restarts} upload sessions ` +
+        `(${reason})${cause ? `; last failure: ${cause.message}` : ""}`;
+      if (cause instanceof RegistryConnectionError) {
+        throw new RegistryConnectionError(message, { cause });
+      }
+      throw error ?? new RegistryError(message, { cause });
+    }
+    this.#log(`starting over with a new session: ${reason}`);
+    await this.#dropSession();
+    this.#confirmed = 0;
+    this.#failures = 0;
+    this.#confirmedAtFailure = -1;
+    await sleep(
+      backoffDelay(this.#http.retry, this.#restarts) ?? 0,
+      this.#options.signal,
+      this.#operation,
+    );
   }
 
   /**
@@ -465,7 +541,7 @@ class BlobUpload {
   }
 
   /** Continues a saved session at `offset`: the bytes before it are read and hashed, not sent. */
-  async #continueSaved(offset: number): Promise<UploadedBlob> {
+  async #continueSaved(offset: number): Promise<Step> {
     this.#confirmed = offset;
     try {
       await this.#cursor.seek(offset);
@@ -474,10 +550,13 @@ class BlobUpload {
         throw e;
       }
       this.#cursor.failure = undefined;
-      throw new Restart(`the source is shorter than the ${offset} bytes the session holds`);
+      return {
+        next: "new-session",
+        reason: `the source is shorter than the ${offset} bytes the session holds`,
+      };
     }
     this.#progress(offset);
-    return await this.#chunked(offset);
+    return { next: "chunks", from: offset };
   }
 
   #log(line: string): void {
@@ -497,11 +576,11 @@ class BlobUpload {
     this.#options.onProgress?.(bytes);
   }
 
-  async #attempt(mode: ConcreteUploadMode): Promise<UploadedBlob> {
+  async #attempt(mode: ConcreteUploadMode): Promise<Step> {
     await this.#cursor.seek(0);
-    if (this.#source.size === 0 && await this.#cursor.atEnd()) return await this.#finish();
+    if (this.#source.size === 0 && await this.#cursor.atEnd()) return { next: "commit" };
     if (mode === "monolithic") return await this.#monolithic();
-    if (mode === "chunked") return await this.#chunked(0);
+    if (mode === "chunked") return { next: "chunks", from: 0 };
     return await this.#streaming();
   }
 
@@ -539,7 +618,7 @@ class BlobUpload {
    * `refused` is a chunk the registry may have refused for its size: when the session
    * holds exactly what came before it, that was the reason.
    */
-  async #resume(refused?: ChunkSent): Promise<UploadedBlob> {
+  async #resume(refused?: ChunkSent): Promise<Step> {
     const status = await sessionStatus(
       this.#http,
       this.#repo,
@@ -547,11 +626,16 @@ class BlobUpload {
       this.#operation,
       this.#options.signal,
     );
-    if (status.state === "gone") throw new Restart("the registry no longer knows the session");
+    if (status.state === "gone") {
+      return { next: "new-session", reason: "the registry no longer knows the session" };
+    }
     this.#session!.location = status.location;
     if (status.offset > this.#cursor.position && status.offset > this.#confirmed) {
       // More than we know we sent: only possible if the source is not what we read.
-      throw new Restart(`the session holds ${status.offset} bytes, more than were sent`);
+      return {
+        next: "new-session",
+        reason: `the session holds ${status.offset} bytes, more than were sent`,
+      };
     }
     if (refused && status.offset === refused.offset) {
       const learnt = learnSizeRule(this.#policy, refused);
@@ -559,7 +643,7 @@ class BlobUpload {
     }
     this.#log(`the session holds ${status.offset} bytes; continuing from there`);
     this.#confirmed = status.offset;
-    return await this.#chunked(status.offset);
+    return { next: "chunks", from: status.offset };
   }
 
   /** Whether a failed request failed because the source did (never worth a retry). */
@@ -606,7 +690,7 @@ class BlobUpload {
     );
   }
 
-  async #streaming(): Promise<UploadedBlob> {
+  async #streaming(): Promise<Step> {
     const session = this.#session!;
     const body = this.#body();
     let res: HttpResponse;
@@ -624,7 +708,7 @@ class BlobUpload {
       if (this.#sourceFailed()) throw this.#cursor.failure;
       if (!(e instanceof RegistryConnectionError)) throw e;
       await this.#failed(e);
-      return await this.#resume();
+      return { next: "status" };
     }
     if (res.ok) {
       await res.discard();
@@ -634,50 +718,45 @@ class BlobUpload {
       const end = rangeEnd(res.headers.get("range"));
       if (this.#cursor.ended && (end === undefined || end === sent || (end === 0 && sent === 1))) {
         this.#confirmed = sent;
-        return await this.#finish();
+        return { next: "commit" };
       }
       await this.#failed(
         new RegistryError(`${this.#operation}: the registry took ${end ?? "?"} of ${sent} bytes`),
       );
-      return await this.#resume();
+      return { next: "status" };
     }
     // Sizes play no part in refusing a streamed body: length 0 keeps the chunk rules out.
-    await this.#handleWriteError(res, { offset: 0, length: 0, last: true });
-    return await this.#resume();
+    return await this.#afterFailedWrite(res, { offset: 0, length: 0, last: true });
   }
 
   /**
-   * Classifies a failed PATCH: throws for a refusal of the mode, a lost session, or an
-   * error no retry cures; otherwise waits (counting the failure) and returns the chunk
-   * when the registry may have refused it for its size, so the resume can tell.
+   * The step after a failed PATCH of `chunk` (see ./upload_outcome.ts): a new session, a
+   * fall-back, or (a failure counted, after a wait) the session's status, with the chunk
+   * when the registry may have refused it for its size, so the status can tell.
    */
-  async #handleWriteError(res: HttpResponse, chunk: ChunkSent): Promise<ChunkSent | undefined> {
+  async #afterFailedWrite(res: HttpResponse, chunk: ChunkSent): Promise<Step> {
     const errors = await readOciErrors(res.toResponse());
     const error = await this.#error(res, errors);
-    const codes = new Set(errors.map((e) => e.code));
-    const status = res.status;
-    if (status === 404 || codes.has("BLOB_UPLOAD_UNKNOWN")) {
-      throw new Restart(`the session is gone (${status})`);
+    const outcome = classifyUploadAnswer(
+      {
+        kind: "patch",
+        atStart: chunk.offset === 0,
+        mayBreakSizeRule: sizeRuleMayApply(this.#policy, chunk),
+      },
+      res.status,
+      errors.map((e) => e.code),
+    );
+    switch (outcome.outcome) {
+      case "session-gone":
+        return { next: "new-session", reason: `the session is gone (${res.status})` };
+      case "fall-back":
+        return { next: "fall-back", error };
+      case "resume":
+        await this.#failed(error, outcome.retryAfter ? res.headers.get("retry-after") : undefined);
+        return { next: "status", refused: outcome.sizeRule ? chunk : undefined };
+      default:
+        throw error;
     }
-    const sizeRule = [400, 413, 416].includes(status) && sizeRuleMayApply(this.#policy, chunk);
-    if (
-      !sizeRule && chunk.offset === 0 &&
-      ([400, 405, 415, 501].includes(status) || codes.has("UNSUPPORTED")) &&
-      !codes.has("DIGEST_INVALID") && !codes.has("SIZE_INVALID") && !codes.has("NAME_INVALID")
-    ) {
-      throw new Refused(error);
-    }
-    if (sizeRule || status === 416) {
-      await this.#failed(error);
-      return sizeRule ? chunk : undefined;
-    }
-    if (status === 401 || RETRYABLE_STATUSES.has(status)) {
-      // 401 on a streamed body: the token expired mid-transfer; it was dropped, and the
-      // status request that follows gets a fresh one.
-      await this.#failed(error, res.headers.get("retry-after"));
-      return undefined;
-    }
-    throw error;
   }
 
   async #error(res: HttpResponse, errors: OciErrorEntry[]): Promise<Error> {
@@ -693,7 +772,7 @@ class BlobUpload {
     return [`repository:${this.#repo}:pull,push`];
   }
 
-  async #chunked(start: number): Promise<UploadedBlob> {
+  async #chunked(start: number): Promise<Step> {
     await this.#cursor.seek(start);
     this.#cursor.checkpoint();
     let offset = start;
@@ -721,15 +800,10 @@ class BlobUpload {
       } catch (e) {
         if (!(e instanceof RegistryConnectionError)) throw e;
         await this.#failed(e);
-        return await this.#resume();
+        return { next: "status" };
       }
       if (!res.ok) {
-        const refused = await this.#handleWriteError(res, {
-          offset,
-          length: chunk.byteLength,
-          last,
-        });
-        return await this.#resume(refused);
+        return await this.#afterFailedWrite(res, { offset, length: chunk.byteLength, last });
       }
       await res.discard();
       if (res.headers.has("location")) this.#session!.location = locationOf(res, this.#operation);
@@ -741,7 +815,7 @@ class BlobUpload {
             `${this.#operation}: sent bytes ${offset}-${end - 1}, the registry holds ${got}`,
           ),
         );
-        return await this.#resume();
+        return { next: "status" };
       }
       offset = end;
       this.#confirmed = end;
@@ -749,10 +823,10 @@ class BlobUpload {
       await this.#options.resume?.save({ location: this.#session!.location.href, offset: end });
       this.#progress(end);
     }
-    return await this.#finish();
+    return { next: "commit" };
   }
 
-  async #monolithic(): Promise<UploadedBlob> {
+  async #monolithic(): Promise<Step> {
     const session = this.#session!;
     const known = this.#source.size;
     let digest = this.#source.digest;
@@ -798,7 +872,7 @@ class BlobUpload {
       if (!(e instanceof RegistryConnectionError)) throw e;
       await this.#failed(e);
       if (await this.#exists(digest)) return await this.#storedAnyway(digest);
-      throw new Restart(`the connection failed: ${e.message}`);
+      return { next: "new-session", reason: `the connection failed: ${e.message}` };
     }
     if (res.ok) this.#session = undefined; // committed: no session left to cancel
     else this.#stopIfAborted(); // the body was cut short: the registry drops the session
@@ -812,18 +886,15 @@ class BlobUpload {
     }
     const errors = await readOciErrors(res.toResponse());
     const error = await this.#error(res, errors);
-    if (
-      [400, 405, 415, 501].includes(res.status) && !errors.some((e) => e.code === "DIGEST_INVALID")
-    ) {
-      throw new Refused(error);
+    const codes = errors.map((e) => e.code);
+    switch (classifyUploadAnswer({ kind: "put-whole" }, res.status, codes).outcome) {
+      case "fall-back":
+        return { next: "fall-back", error };
+      case "restart":
+        return { next: "new-session", reason: error.message, error };
+      default:
+        throw error;
     }
-    if (
-      res.status === 404 || RETRYABLE_STATUSES.has(res.status) ||
-      errors.some((e) => e.code === "DIGEST_INVALID")
-    ) {
-      throw new Restart(error.message, error);
-    }
-    throw error;
   }
 
   /** The digest of the bytes read, checked against the size and digest announced. */
@@ -856,77 +927,75 @@ class BlobUpload {
    * commit, whose answer was lost, or by another upload of the same bytes. In the second
    * case this session is still open, so it is cancelled (in the first, it is gone).
    */
-  async #storedAnyway(digest: string): Promise<UploadedBlob> {
+  async #storedAnyway(digest: string): Promise<Step> {
     await this.#dropSession();
     return this.#done(digest);
   }
 
-  #done(digest: string, res?: HttpResponse): UploadedBlob {
+  #done(digest: string, res?: HttpResponse): Step {
     const stored = res?.headers.get("docker-content-digest");
     if (stored && stored.startsWith("sha256:") && stored !== digest) {
       throw new DigestMismatchError(`${this.#what}: the registry stored`, digest, stored);
     }
     this.#session = undefined;
     this.#progress(this.#cursor.position);
-    return { digest, size: this.#cursor.position };
+    return { next: "stored", blob: { digest, size: this.#cursor.position } };
   }
 
   /** Commits the session: `PUT <location>?digest=`. */
-  async #finish(): Promise<UploadedBlob> {
+  async #finish(): Promise<Step> {
     if (!this.#cursor.ended && !await this.#cursor.atEnd()) {
       throw new ImagesError(`${this.#what}: internal error: finishing before the end`, "INTERNAL");
     }
     const digest = this.#checkedDigest();
-    for (;;) {
-      let res: HttpResponse;
-      try {
-        res = await this.#http.send({
-          method: "PUT",
-          url: withQuery(this.#session!.location, "digest", digest),
-          headers: { "content-type": "application/octet-stream" },
-          body: new Uint8Array(0),
-          scopes: this.#scopes(),
-          operation: this.#operation,
-          retry: false,
-          signal: this.#options.signal,
-          headersTimeoutMs: this.#policy.commitTimeoutMs,
-        });
-      } catch (e) {
-        if (!(e instanceof RegistryConnectionError)) throw e;
-        await this.#failed(e);
-        if (await this.#exists(digest)) return await this.#storedAnyway(digest);
-        return await this.#resume();
-      }
-      if (res.ok) {
-        await res.discard();
-        return this.#done(digest, res);
-      }
-      const errors = await readOciErrors(res.toResponse());
-      const error = await this.#error(res, errors);
-      const codes = new Set(errors.map((e) => e.code));
-      if (codes.has("DIGEST_INVALID")) {
-        throw new Restart(
-          `the registry computed another digest than ${digest}`,
-          new DigestMismatchError(
+    let res: HttpResponse;
+    try {
+      res = await this.#http.send({
+        method: "PUT",
+        url: withQuery(this.#session!.location, "digest", digest),
+        headers: { "content-type": "application/octet-stream" },
+        body: new Uint8Array(0),
+        scopes: this.#scopes(),
+        operation: this.#operation,
+        retry: false,
+        signal: this.#options.signal,
+        headersTimeoutMs: this.#policy.commitTimeoutMs,
+      });
+    } catch (e) {
+      if (!(e instanceof RegistryConnectionError)) throw e;
+      await this.#failed(e);
+      if (await this.#exists(digest)) return await this.#storedAnyway(digest);
+      return { next: "status" };
+    }
+    if (res.ok) {
+      await res.discard();
+      return this.#done(digest, res);
+    }
+    const errors = await readOciErrors(res.toResponse());
+    const error = await this.#error(res, errors);
+    const outcome = classifyUploadAnswer({ kind: "commit" }, res.status, errors.map((e) => e.code));
+    switch (outcome.outcome) {
+      case "restart":
+        return {
+          next: "new-session",
+          reason: `the registry computed another digest than ${digest}`,
+          error: new DigestMismatchError(
             `${this.#what} as received by ${this.#http.host}`,
             digest,
             "another digest",
           ),
-        );
-      }
-      if (res.status === 404 || codes.has("BLOB_UPLOAD_UNKNOWN")) {
+        };
+      case "session-gone":
         if (await this.#exists(digest)) return this.#done(digest);
-        throw new Restart(`the session is gone (${res.status})`);
-      }
-      if (res.status === 416 || codes.has("SIZE_INVALID") || codes.has("BLOB_UPLOAD_INVALID")) {
-        await this.#failed(error);
-        return await this.#resume();
-      }
-      if (RETRYABLE_STATUSES.has(res.status)) {
+        return { next: "new-session", reason: `the session is gone (${res.status})` };
+      case "resume":
+        await this.#failed(error, outcome.retryAfter ? res.headers.get("retry-after") : undefined);
+        return { next: "status" };
+      case "retry":
         await this.#failed(error, res.headers.get("retry-after"));
-        continue;
-      }
-      throw error;
+        return { next: "commit" };
+      default:
+        throw error;
     }
   }
 }
