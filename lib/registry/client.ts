@@ -34,7 +34,8 @@ import { SecretSet } from "./redact.ts";
 import { RegistryHttp } from "./registry_http.ts";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.ts";
 import type { BlobSource } from "./source_cursor.ts";
-import { uploadBlob, type UploadedBlob, type UploadResume } from "./upload.ts";
+import { uploadBlob, type UploadedBlob } from "./upload.ts";
+import type { UploadResume } from "./upload_resume.ts";
 import { type UploadMode, type UploadPolicy, uploadPolicyFor } from "./upload_policy.ts";
 import { cancelSession, type UploadSession } from "./upload_session.ts";
 

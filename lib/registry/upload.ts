@@ -14,6 +14,10 @@
  * be resumed is replaced by a new one. On failure or abort the session is cancelled.
  * Memory stays bounded by the chunk size.
  *
+ * Each step of a session returns the next (a `Step`), and one bounded loop runs them:
+ * what an answer means comes from ./upload_outcome.ts, the modes and chunk sizes from
+ * ./upload_policy.ts, resuming from ./upload_resume.ts.
+ *
  * @module
  */
 
@@ -32,6 +36,7 @@ import type { HttpResponse } from "./transport.ts";
 import type { RegistryHttp, RegistryRequest } from "./registry_http.ts";
 import { backoffDelay, sleep } from "./retry.ts";
 import { classifyUploadAnswer } from "./upload_outcome.ts";
+import { reopenSaved, resumePoint, type UploadResume } from "./upload_resume.ts";
 import { type BlobSource, SourceCursor } from "./source_cursor.ts";
 import {
   type ChunkSent,
@@ -83,31 +88,6 @@ export interface UploadOptions {
    * continued from where the registry says it stands.
    */
   resume?: UploadResume;
-}
-
-/**
- * How an upload is saved for, and resumed by, a later process (see
- * {@linkcode UploadOptions.resume}).
- *
- * @example
- * ```ts ignore
- * const resume: UploadResume = {
- *   saved: { location: "http://127.0.0.1:5000/v2/app/blobs/uploads/x?_state=y", offset: 8388608 },
- *   save: async (state) => await records.save(key, state),
- *   forget: async () => await records.remove(key),
- *   onResume: (offset) => console.log(`resuming at ${offset} bytes`),
- * };
- * ```
- */
-export interface UploadResume {
-  /** The session an earlier process left: its newest location and the bytes acknowledged. */
-  saved?: { location: string; offset: number };
-  /** Saves the session after every acknowledged chunk. */
-  save(state: { location: string; offset: number }): Promise<void>;
-  /** Forgets the saved session: the blob was committed, or the session cancelled or lost. */
-  forget(): Promise<void>;
-  /** Told the offset a saved session is resumed at (the bytes before it are not sent). */
-  onResume?: (offset: number) => void;
 }
 
 /**
@@ -299,7 +279,19 @@ class BlobUpload {
     }
     try {
       this.#checkSuspended();
-      let start = this.#session ? 0 : await this.#reopenSaved();
+      let start = 0;
+      if (!this.#session && this.#options.resume) {
+        const saved = await reopenSaved(this.#http, this.#repo, this.#options.resume, {
+          size: this.#source.size,
+          operation: this.#operation,
+          signal: this.#options.signal,
+          log: (line) => this.#log(line),
+        });
+        if (saved) {
+          this.#session = saved.session;
+          start = saved.offset;
+        }
+      }
       if (auto && start === 0 && !this.#session && !this.#options.resume) {
         const stored = await this.#sendWhole();
         if (stored) return stored;
@@ -483,63 +475,6 @@ class BlobUpload {
     }
   }
 
-  /**
-   * Asks where the session an earlier process saved stands. Returns the offset to
-   * continue from (the session becomes this upload's), or 0 to start fresh (the record
-   * is forgotten when the registry no longer knows the session).
-   */
-  async #reopenSaved(): Promise<number> {
-    const resume = this.#options.resume;
-    const saved = resume?.saved;
-    if (!resume || !saved) return 0;
-    let location: URL;
-    try {
-      location = new URL(saved.location);
-    } catch {
-      await resume.forget();
-      return 0;
-    }
-    if (location.origin !== this.#http.base.origin) {
-      // Never send anything to another origin (or scheme) on the word of a file.
-      await resume.forget();
-      return 0;
-    }
-    let status;
-    try {
-      status = await sessionStatus(
-        this.#http,
-        this.#repo,
-        location,
-        this.#operation,
-        this.#options.signal,
-      );
-    } catch (e) {
-      // Unreachable registry, or an abort: the record stays for the next run.
-      if (this.#options.signal?.aborted || e instanceof RegistryConnectionError) throw e;
-      this.#log(`the saved session cannot be asked (${(e as Error).message}); starting fresh`);
-      await resume.forget();
-      return 0;
-    }
-    const size = this.#source.size;
-    if (status.state === "gone" || (size !== undefined && status.offset > size)) {
-      this.#log(
-        `the saved session (${saved.offset} bytes) is no longer usable; starting fresh`,
-      );
-      if (status.state === "open") {
-        await cancelSession(this.#http, this.#repo, location, this.#operation);
-      }
-      await resume.forget();
-      return 0;
-    }
-    this.#session = { location: status.location };
-    if (status.offset === 0) return 0;
-    this.#log(
-      `resuming at ${status.offset} bytes (saved: ${saved.offset}); recomputing them locally`,
-    );
-    resume.onResume?.(status.offset);
-    return status.offset;
-  }
-
   /** Continues a saved session at `offset`: the bytes before it are read and hashed, not sent. */
   async #continueSaved(offset: number): Promise<Step> {
     this.#confirmed = offset;
@@ -626,24 +561,16 @@ class BlobUpload {
       this.#operation,
       this.#options.signal,
     );
-    if (status.state === "gone") {
-      return { next: "new-session", reason: "the registry no longer knows the session" };
-    }
-    this.#session!.location = status.location;
-    if (status.offset > this.#cursor.position && status.offset > this.#confirmed) {
-      // More than we know we sent: only possible if the source is not what we read.
-      return {
-        next: "new-session",
-        reason: `the session holds ${status.offset} bytes, more than were sent`,
-      };
-    }
-    if (refused && status.offset === refused.offset) {
-      const learnt = learnSizeRule(this.#policy, refused);
+    if (status.state === "open") this.#session!.location = status.location;
+    const point = resumePoint(status, this.#cursor.position, this.#confirmed, refused);
+    if (point.next === "new-session") return point;
+    if (point.refusedForSize) {
+      const learnt = learnSizeRule(this.#policy, point.refusedForSize);
       if (learnt) this.#log(learnt);
     }
-    this.#log(`the session holds ${status.offset} bytes; continuing from there`);
-    this.#confirmed = status.offset;
-    return { next: "chunks", from: status.offset };
+    this.#log(`the session holds ${point.from} bytes; continuing from there`);
+    this.#confirmed = point.from;
+    return { next: "chunks", from: point.from };
   }
 
   /** Whether a failed request failed because the source did (never worth a retry). */
