@@ -31,7 +31,7 @@ import { basicValue, mergeScopes, parseScopes } from "../lib/registry/auth.ts";
 import { backoffDelay } from "../lib/registry/retry.ts";
 import { SecretSet } from "../lib/registry/redact.ts";
 import { configHostKey, resolveCredentials } from "../lib/registry/credentials.ts";
-import { uploadPolicyFor } from "../lib/registry/upload.ts";
+import { uploadPolicyFor } from "../lib/registry/upload_policy.ts";
 import { SourceCursor } from "../lib/registry/source_cursor.ts";
 import { markDisposable } from "../lib/gc.ts";
 import { vouch } from "../lib/oci/digest.ts";

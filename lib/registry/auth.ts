@@ -17,7 +17,7 @@ import {
   RegistryConnectionError,
   RegistryError,
 } from "./errors.ts";
-import type { HttpResponse, HttpTransport } from "./http.ts";
+import type { HttpResponse, HttpTransport } from "./transport.ts";
 import type { SecretSet } from "./redact.ts";
 import { backoffDelay, RETRYABLE_STATUSES, type RetryPolicy, sleep } from "./retry.ts";
 

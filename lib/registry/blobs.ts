@@ -10,8 +10,8 @@ import { ImagesError } from "../errors.ts";
 import { checkDigest, type VerifiedStream, verifiedStream } from "../oci/digest.ts";
 import { checkRepository } from "./endpoint.ts";
 import { errorFromResponse, RegistryConnectionError, StalledError } from "./errors.ts";
-import type { HttpResponse } from "./http.ts";
-import type { RegistryHttp } from "./request.ts";
+import type { HttpResponse } from "./transport.ts";
+import type { RegistryHttp } from "./registry_http.ts";
 import { backoffDelay, sleep } from "./retry.ts";
 import { noteGarbage } from "../gc.ts";
 
@@ -31,12 +31,27 @@ export interface GetBlobOptions {
 }
 
 /**
- * The size of a blob, or undefined when the repository does not have it.
+ * What `HEAD` tells of a blob the repository has: its size, unless the registry did
+ * not say (no valid `Content-Length`).
+ *
+ * @example
+ * ```ts ignore
+ * const head: BlobHead | undefined = await headBlob(http, "app", "sha256:…");
+ * if (head) console.log(head.size ?? "size not said");
+ * ```
+ */
+export interface BlobHead {
+  /** Bytes, when the registry said. */
+  size?: number;
+}
+
+/**
+ * What `HEAD` tells of a blob, or undefined when the repository does not have it.
  *
  * @example
  * ```ts ignore
  * import { headBlob } from "./blobs.ts";
- * const size = await headBlob(http, "app", "sha256:…");
+ * const size = (await headBlob(http, "app", "sha256:…"))?.size;
  * ```
  */
 export async function headBlob(
@@ -44,7 +59,7 @@ export async function headBlob(
   repo: string,
   digest: string,
   signal?: AbortSignal,
-): Promise<number | undefined> {
+): Promise<BlobHead | undefined> {
   checkRepository(repo);
   const operation = `check blob ${digest} in ${http.host}/${repo}`;
   checkDigest(digest, operation);
@@ -59,7 +74,7 @@ export async function headBlob(
   if (res.status === 404) return undefined;
   if (!res.ok) throw await errorFromResponse(res.toResponse(), operation, "blob");
   const length = Number(res.headers.get("content-length") ?? NaN);
-  return Number.isSafeInteger(length) && length >= 0 ? length : -1;
+  return Number.isSafeInteger(length) && length >= 0 ? { size: length } : {};
 }
 
 /**

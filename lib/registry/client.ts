@@ -20,7 +20,7 @@ import {
   errorFromResponse,
   RegistryError,
 } from "./errors.ts";
-import { HttpTransport } from "./http.ts";
+import { HttpTransport } from "./transport.ts";
 import { listRepositories, listTags } from "./listings.ts";
 import {
   deleteManifest,
@@ -31,17 +31,12 @@ import {
 } from "./manifests.ts";
 import { mountBlob } from "./mount.ts";
 import { SecretSet } from "./redact.ts";
-import { RegistryHttp } from "./request.ts";
+import { RegistryHttp } from "./registry_http.ts";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.ts";
 import type { BlobSource } from "./source_cursor.ts";
-import {
-  uploadBlob,
-  type UploadedBlob,
-  type UploadMode,
-  type UploadPolicy,
-  uploadPolicyFor,
-  type UploadResume,
-} from "./upload.ts";
+import { uploadBlob, type UploadedBlob } from "./upload.ts";
+import type { UploadResume } from "./upload_resume.ts";
+import { type UploadMode, type UploadPolicy, uploadPolicyFor } from "./upload_policy.ts";
 import { cancelSession, type UploadSession } from "./upload_session.ts";
 
 /**
@@ -327,7 +322,9 @@ export class RegistryClient {
     mediaType: string,
     signal?: AbortSignal,
   ): Promise<string> {
-    return this.#guard(() => putManifest(this.#http, repo, reference, bytes, mediaType, signal));
+    return this.#guard(() =>
+      putManifest(this.#http, repo, reference, { bytes, mediaType }, signal)
+    );
   }
 
   /**
@@ -338,9 +335,12 @@ export class RegistryClient {
     return this.#guard(() => deleteManifest(this.#http, repo, digest, signal));
   }
 
-  /** A blob's size, or undefined when the repository does not have it. */
+  /**
+   * A blob's size, or undefined when the repository does not have it (or, rarely, has
+   * it but did not say its size).
+   */
   headBlob(repo: string, digest: string, signal?: AbortSignal): Promise<number | undefined> {
-    return this.#guard(() => headBlob(this.#http, repo, digest, signal));
+    return this.#guard(async () => (await headBlob(this.#http, repo, digest, signal))?.size);
   }
 
   /**
@@ -423,7 +423,7 @@ export class RegistryClient {
           }
           if (result.mounted) {
             const size = source.size ??
-              await headBlob(this.#http, repo, source.digest, options.signal) ?? -1;
+              (await headBlob(this.#http, repo, source.digest, options.signal))?.size ?? -1;
             options.onProgress?.(size);
             if (session) {
               await cancelSession(this.#http, repo, session.location, `mount into ${repo}`);

@@ -9,7 +9,7 @@
 
 import { type ErrorCode, ImagesError, NotFoundError } from "../errors.ts";
 import { printable } from "../printable.ts";
-import { concatBytes } from "../streams.ts";
+import { readAll } from "../streams.ts";
 
 /**
  * One entry of a registry's `{"errors": [...]}` answer.
@@ -439,17 +439,10 @@ const MAX_ERROR_BODY = 64 * 1024;
 export async function readOciErrors(response: Response): Promise<OciErrorEntry[]> {
   if (!response.body) return [];
   try {
-    const reader = response.body.getReader();
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    while (total < MAX_ERROR_BODY) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      parts.push(value);
-      total += value.byteLength;
-    }
-    await reader.cancel().catch(() => {});
-    const text = new TextDecoder().decode(concatBytes(parts)).slice(0, MAX_ERROR_BODY);
+    // A longer body is not an error document worth reading: readAll refuses it (no entries).
+    const text = new TextDecoder().decode(
+      await readAll(response.body, MAX_ERROR_BODY, "error body"),
+    );
     const doc = JSON.parse(text) as { errors?: unknown };
     if (!Array.isArray(doc.errors)) return [];
     const out: OciErrorEntry[] = [];

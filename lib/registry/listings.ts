@@ -12,7 +12,7 @@
 import { ImagesError } from "../errors.ts";
 import { checkRepository, isRepositoryName, isTagName, resolveLocation } from "./endpoint.ts";
 import { errorFromResponse } from "./errors.ts";
-import type { RegistryHttp } from "./request.ts";
+import type { RegistryHttp } from "./registry_http.ts";
 
 /**
  * Options of a listing.

@@ -12,7 +12,7 @@ import { type Descriptor, MAX_MANIFEST_BYTES } from "../oci/manifest.ts";
 import { MANIFEST_MEDIA_TYPES } from "../oci/media_types.ts";
 import { checkRepository, isManifestReference } from "./endpoint.ts";
 import { errorFromResponse, RegistryError, StalledError, UnsupportedError } from "./errors.ts";
-import type { RegistryHttp } from "./request.ts";
+import type { RegistryHttp } from "./registry_http.ts";
 
 /**
  * A manifest as the registry holds it.
@@ -178,17 +178,18 @@ function mediaTypeOf(bytes: Uint8Array, header: string | undefined): string {
  * @example
  * ```ts ignore
  * import { putManifest } from "./manifests.ts";
- * const digest = await putManifest(http, "app", "1.0", bytes, "application/vnd.oci.image.manifest.v1+json");
+ * const mediaType = "application/vnd.oci.image.manifest.v1+json";
+ * const digest = await putManifest(http, "app", "1.0", { bytes, mediaType });
  * ```
  */
 export async function putManifest(
   http: RegistryHttp,
   repo: string,
   reference: string,
-  bytes: Uint8Array,
-  mediaType: string,
+  manifest: Pick<FetchedManifest, "bytes" | "mediaType">,
   signal?: AbortSignal,
 ): Promise<string> {
+  const { bytes, mediaType } = manifest;
   checkRepository(repo);
   const name = manifestName(http.host, repo, reference);
   const operation = `put manifest ${name}`;

@@ -17,13 +17,9 @@ export * from "./errors.ts";
 export type { Credentials, ResolvedCredentials } from "./credentials.ts";
 export { resolveCredentials } from "./credentials.ts";
 export type { BlobSource } from "./source_cursor.ts";
-export type {
-  ConcreteUploadMode,
-  UploadedBlob,
-  UploadMode,
-  UploadPolicy,
-  UploadResume,
-} from "./upload.ts";
+export type { UploadedBlob } from "./upload.ts";
+export type { UploadResume } from "./upload_resume.ts";
+export type { ConcreteUploadMode, UploadMode, UploadPolicy } from "./upload_policy.ts";
 export { ImagesError, NotFoundError } from "../errors.ts";
 export type { Descriptor, Platform } from "../oci/manifest.ts";
 export type { FetchedManifest } from "./manifests.ts";

@@ -9,7 +9,7 @@
 import { checkDigest } from "../oci/digest.ts";
 import { checkRepository } from "./endpoint.ts";
 import { errorFromResponse } from "./errors.ts";
-import type { RegistryHttp } from "./request.ts";
+import type { RegistryHttp } from "./registry_http.ts";
 import { sessionOf, type UploadSession } from "./upload_session.ts";
 
 /**

@@ -13,8 +13,9 @@
  */
 
 import { errorFromResponse } from "./errors.ts";
-import type { HttpResponse } from "./http.ts";
-import type { RegistryRequest } from "./request.ts";
+import type { HttpResponse } from "./transport.ts";
+import type { RegistryRequest } from "./registry_http.ts";
+import { classifyUploadAnswer } from "./upload_outcome.ts";
 import { sessionOf, type UploadSession } from "./upload_session.ts";
 
 /**
@@ -117,22 +118,20 @@ export async function postWholeBlob(
       retry: true,
       headersTimeoutMs: smallBodyWait(body),
     });
-    if (res.status === 201) {
-      await res.discard();
-      support.verdict = true;
-      return { stored: true };
-    }
-    if (res.status === 202) {
-      await res.discard();
-      support.verdict = false;
-      return { stored: false, session: sessionOf(res, operation) };
-    }
-    if (res.status === 401 || res.status === 403) {
+    const outcome = classifyUploadAnswer({ kind: "post-whole" }, res.status, []);
+    if (outcome.outcome === "fail") {
       throw await errorFromResponse(res.toResponse(), operation, "upload");
     }
     await res.discard();
-    if (res.status < 500) support.verdict = false; // a server error teaches nothing
-    return { stored: false };
+    if (outcome.outcome === "done") {
+      support.verdict = true;
+      return { stored: true };
+    }
+    if (outcome.outcome === "fall-back" && outcome.learn) support.verdict = false;
+    // 202: the registry opened a session instead, which takes the body next.
+    return res.status === 202
+      ? { stored: false, session: sessionOf(res, operation) }
+      : { stored: false };
   } finally {
     if (asking) {
       support.asking = undefined;

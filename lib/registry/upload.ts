@@ -14,6 +14,10 @@
  * be resumed is replaced by a new one. On failure or abort the session is cancelled.
  * Memory stays bounded by the chunk size.
  *
+ * Each step of a session returns the next (a `Step`), and one bounded loop runs them:
+ * what an answer means comes from ./upload_outcome.ts, the modes and chunk sizes from
+ * ./upload_policy.ts, resuming from ./upload_resume.ts.
+ *
  * @module
  */
 
@@ -28,16 +32,22 @@ import {
   RegistryConnectionError,
   RegistryError,
 } from "./errors.ts";
-import type { HttpResponse } from "./http.ts";
-import type { RegistryHttp, RegistryRequest } from "./request.ts";
-import { backoffDelay, RETRYABLE_STATUSES, sleep } from "./retry.ts";
+import type { HttpResponse } from "./transport.ts";
+import type { RegistryHttp, RegistryRequest } from "./registry_http.ts";
+import { backoffDelay, sleep } from "./retry.ts";
+import { classifyUploadAnswer } from "./upload_outcome.ts";
+import { reopenSaved, resumePoint, type UploadResume } from "./upload_resume.ts";
 import { type BlobSource, SourceCursor } from "./source_cursor.ts";
 import {
-  postWholeBlob,
-  type SinglePostSupport,
-  SMALL_BLOB_BYTES,
-  smallBodyWait,
-} from "./small_upload.ts";
+  type ChunkSent,
+  chunkSizeFor,
+  type ConcreteUploadMode,
+  learnSizeRule,
+  nextMode,
+  sizeRuleMayApply,
+  type UploadPolicy,
+} from "./upload_policy.ts";
+import { postWholeBlob, SMALL_BLOB_BYTES, smallBodyWait } from "./small_upload.ts";
 import { sha256Digest } from "../oci/digest.ts";
 import {
   cancelSession,
@@ -49,125 +59,6 @@ import {
 } from "./upload_session.ts";
 
 export type { BlobSource } from "./source_cursor.ts";
-
-/**
- * How blobs are sent: see the module documentation.
- *
- * @example
- * ```ts ignore
- * const mode: UploadMode = "chunked";
- * ```
- */
-export type UploadMode = "auto" | "streaming" | "chunked" | "monolithic";
-
-/**
- * An upload mode other than `auto`: what `auto` picks or learns.
- *
- * @example
- * ```ts ignore
- * const mode: ConcreteUploadMode = "monolithic";
- * ```
- */
-export type ConcreteUploadMode = Exclude<UploadMode, "auto">;
-
-type Mode = ConcreteUploadMode;
-
-const MiB = 1024 * 1024;
-/**
- * GHCR refuses chunks over 4 MiB.
- *
- * @example
- * ```ts ignore
- * const policy = uploadPolicyFor("r.example.com", { maxChunkSize: GHCR_MAX_CHUNK });
- * ```
- */
-export const GHCR_MAX_CHUNK: number = 4 * MiB;
-/**
- * ECR refuses chunks (other than the last) under 5 MiB.
- *
- * @example
- * ```ts ignore
- * const policy = uploadPolicyFor("r.example.com", { minChunkSize: ECR_MIN_CHUNK });
- * ```
- */
-export const ECR_MIN_CHUNK: number = 5 * MiB;
-/**
- * The default chunk size: 8 MiB.
- *
- * @example
- * ```ts ignore
- * const policy = uploadPolicyFor("r.example.com", { chunkSize: 2 * DEFAULT_CHUNK_SIZE });
- * ```
- */
-export const DEFAULT_CHUNK_SIZE: number = 8 * MiB;
-
-/**
- * How one registry takes uploads: configured, then refined by what it answers.
- * Shared by every upload to that registry.
- *
- * @example
- * ```ts ignore
- * const policy: UploadPolicy = uploadPolicyFor("ghcr.io", { mode: "chunked" });
- * console.log(policy.maxChunkSize); // 4194304
- * ```
- */
-export interface UploadPolicy {
-  /** The configured mode. */
-  mode: UploadMode;
-  /** The mode learnt in `auto` mode after a refusal. */
-  learnedMode?: ConcreteUploadMode;
-  /** Bytes per chunk. */
-  chunkSize: number;
-  /** The smallest chunk the registry takes (other than the last). */
-  minChunkSize?: number;
-  /** The largest chunk the registry takes. */
-  maxChunkSize?: number;
-  /** How long the registry may take to answer the final `PUT` (it may hash the blob). */
-  commitTimeoutMs: number;
-  /** Whether the registry stores a small blob sent whole in the `POST` (learnt). */
-  singlePost: SinglePostSupport;
-  /** False once the registry refused a small blob sent whole in one `PUT` (learnt). */
-  smallPut?: boolean;
-}
-
-/**
- * The upload policy for a registry host: the caller's choices, with the known rules of
- * GHCR (chunks ≤ 4 MiB) and ECR (chunks ≥ 5 MiB) filled in.
- *
- * @example
- * ```ts
- * import { uploadPolicyFor } from "./upload.ts";
- * uploadPolicyFor("ghcr.io", {}).maxChunkSize; // 4194304
- * ```
- */
-export function uploadPolicyFor(
-  host: string,
-  options: {
-    mode?: UploadMode;
-    chunkSize?: number;
-    minChunkSize?: number;
-    maxChunkSize?: number;
-    commitTimeoutMs?: number;
-  },
-): UploadPolicy {
-  const h = host.toLowerCase().replace(/:\d+$/, "");
-  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-  if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) {
-    throw new ImagesError(
-      `chunkSize must be a positive integer, got ${chunkSize}`,
-      "INVALID_ARGUMENT",
-    );
-  }
-  return {
-    mode: options.mode ?? "auto",
-    chunkSize,
-    minChunkSize: options.minChunkSize ??
-      (/\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$/.test(h) ? ECR_MIN_CHUNK : undefined),
-    maxChunkSize: options.maxChunkSize ?? (h === "ghcr.io" ? GHCR_MAX_CHUNK : undefined),
-    commitTimeoutMs: options.commitTimeoutMs ?? 300_000,
-    singlePost: {},
-  };
-}
 
 /**
  * Options of {@linkcode uploadBlob}.
@@ -200,31 +91,6 @@ export interface UploadOptions {
 }
 
 /**
- * How an upload is saved for, and resumed by, a later process (see
- * {@linkcode UploadOptions.resume}).
- *
- * @example
- * ```ts ignore
- * const resume: UploadResume = {
- *   saved: { location: "http://127.0.0.1:5000/v2/app/blobs/uploads/x?_state=y", offset: 8388608 },
- *   save: async (state) => await records.save(key, state),
- *   forget: async () => await records.remove(key),
- *   onResume: (offset) => console.log(`resuming at ${offset} bytes`),
- * };
- * ```
- */
-export interface UploadResume {
-  /** The session an earlier process left: its newest location and the bytes acknowledged. */
-  saved?: { location: string; offset: number };
-  /** Saves the session after every acknowledged chunk. */
-  save(state: { location: string; offset: number }): Promise<void>;
-  /** Forgets the saved session: the blob was committed, or the session cancelled or lost. */
-  forget(): Promise<void>;
-  /** Told the offset a saved session is resumed at (the bytes before it are not sent). */
-  onResume?: (offset: number) => void;
-}
-
-/**
  * Whether an error is the suspension of an upload (see {@linkcode UploadOptions.suspend}).
  *
  * @example
@@ -252,28 +118,34 @@ export interface UploadedBlob {
   size: number;
 }
 
-/** A chunk sent: where it starts, how long it is, whether it is the last. */
-interface Chunk {
-  offset: number;
-  length: number;
-  last: boolean;
-}
+/**
+ * Where an upload goes next, within one session: every step returns the next one, until
+ * a {@linkcode SessionEnd}.
+ *
+ * - `attempt`: the whole blob from byte 0 in `mode`;
+ * - `continue-saved`: a session an earlier process saved, from the `offset` it holds;
+ * - `chunks`: chunks `from` an offset the session holds;
+ * - `status`: ask where the session stands and continue there in chunks (`refused`: a
+ *   chunk the registry may have refused for its size);
+ * - `commit`: `PUT ?digest=` closing the session, which holds every byte.
+ */
+type Step =
+  | { next: "attempt"; mode: ConcreteUploadMode }
+  | { next: "continue-saved"; offset: number }
+  | { next: "chunks"; from: number }
+  | { next: "status"; refused?: ChunkSent }
+  | { next: "commit" }
+  | SessionEnd;
 
-/** The registry refuses this upload mode. */
-class Refused {
-  constructor(readonly error: Error) {}
-}
-
-/** The session cannot go on: start over with a new one. */
-class Restart {
-  constructor(readonly reason: string, readonly error?: Error) {}
-}
-
-const NEXT_MODE: Record<Mode, Mode | undefined> = {
-  streaming: "chunked",
-  chunked: "monolithic",
-  monolithic: undefined,
-};
+/**
+ * How a session ends: the blob is `stored`; the session cannot go on and a
+ * `new-session` starts over (`error`: the failure to report if that is the last); or the
+ * registry refuses the mode and the upload may `fall-back` to another.
+ */
+type SessionEnd =
+  | { next: "stored"; blob: UploadedBlob }
+  | { next: "new-session"; reason: string; error?: Error }
+  | { next: "fall-back"; error: Error };
 
 /**
  * Uploads a blob into `repo` and returns its digest and size. See the module
@@ -281,7 +153,8 @@ const NEXT_MODE: Record<Mode, Mode | undefined> = {
  *
  * @example
  * ```ts ignore
- * import { uploadBlob, uploadPolicyFor } from "./upload.ts";
+ * import { uploadBlob } from "./upload.ts";
+ * import { uploadPolicyFor } from "./upload_policy.ts";
  * const bytes = new TextEncoder().encode("hello");
  * const stored = await uploadBlob(http, uploadPolicyFor(http.host, {}), "app", {
  *   open: (offset) => new Blob([bytes.subarray(offset)]).stream(),
@@ -397,14 +270,28 @@ class BlobUpload {
 
   async run(): Promise<UploadedBlob> {
     const auto = this.#policy.mode === "auto";
-    let mode: Mode = auto ? this.#policy.learnedMode ?? "streaming" : this.#policy.mode as Mode;
+    let mode: ConcreteUploadMode = auto
+      ? this.#policy.learnedMode ?? "streaming"
+      : this.#policy.mode as ConcreteUploadMode;
     if (auto && mode === "streaming" && this.#options.resume) {
       mode = "chunked";
       this.#chunkedForResume = true;
     }
     try {
       this.#checkSuspended();
-      let start = this.#session ? 0 : await this.#reopenSaved();
+      let start = 0;
+      if (!this.#session && this.#options.resume) {
+        const saved = await reopenSaved(this.#http, this.#repo, this.#options.resume, {
+          size: this.#source.size,
+          operation: this.#operation,
+          signal: this.#options.signal,
+          log: (line) => this.#log(line),
+        });
+        if (saved) {
+          this.#session = saved.session;
+          start = saved.offset;
+        }
+      }
       if (auto && start === 0 && !this.#session && !this.#options.resume) {
         const stored = await this.#sendWhole();
         if (stored) return stored;
@@ -417,66 +304,25 @@ class BlobUpload {
           this.#operation,
           this.#options.signal,
         );
+        const from = start;
+        start = 0;
+        let end: SessionEnd;
         try {
-          const from = start;
-          start = 0;
-          const stored = from > 0 ? await this.#continueSaved(from) : await this.#attempt(mode);
-          await this.#options.resume?.forget();
-          return stored;
+          end = await this.#drive(
+            from > 0 ? { next: "continue-saved", offset: from } : { next: "attempt", mode },
+          );
+          if (end.next === "stored") {
+            await this.#options.resume?.forget();
+            return end.blob;
+          }
         } catch (e) {
           this.#stopIfAborted();
-          if (e instanceof Refused && this.#whole) {
-            // One PUT for a small blob was our choice: the registry's way, and remember.
-            this.#log(`one-request upload refused (${e.error.message}); as usual`);
-            this.#whole = undefined;
-            this.#policy.smallPut = false;
-            mode = this.#policy.learnedMode ?? "streaming";
-            await this.#dropSession();
-            continue;
-          }
-          if (e instanceof Refused && this.#chunkedForResume) {
-            // Chunks were our choice, not the registry's: stream, and learn nothing.
-            this.#log(`chunked upload refused (${e.error.message}); streaming (not resumable)`);
-            this.#chunkedForResume = false;
-            mode = "streaming";
-            await this.#dropSession();
-            continue;
-          }
-          if (e instanceof Refused) {
-            const next = auto ? NEXT_MODE[mode] : undefined;
-            if (!next) throw e.error;
-            this.#log(`${mode} upload refused (${e.error.message}); trying ${next}`);
-            this.#policy.learnedMode = next;
-            mode = next;
-            await this.#dropSession();
-            continue;
-          }
-          if (e instanceof Restart) {
-            this.#restarts++;
-            if (this.#restarts > this.#http.retry.maxRetries) {
-              const cause = e.error ?? this.#lastCause;
-              const message =
-                `${this.#operation}: gave up after ${this.#restarts} upload sessions ` +
-                `(${e.reason})${cause ? `; last failure: ${cause.message}` : ""}`;
-              if (cause instanceof RegistryConnectionError) {
-                throw new RegistryConnectionError(message, { cause });
-              }
-              throw e.error ?? new RegistryError(message, { cause });
-            }
-            this.#log(`starting over with a new session: ${e.reason}`);
-            await this.#dropSession();
-            this.#confirmed = 0;
-            this.#failures = 0;
-            this.#confirmedAtFailure = -1;
-            await sleep(
-              backoffDelay(this.#http.retry, this.#restarts) ?? 0,
-              this.#options.signal,
-              this.#operation,
-            );
-            continue;
-          }
           throw e;
         }
+        this.#stopIfAborted();
+        // Bounded: a fall-back moves down a finite list of modes, a new session is counted.
+        if (end.next === "fall-back") mode = await this.#fallBack(mode, end.error);
+        else await this.#startOver(end.reason, end.error);
       }
     } catch (e) {
       // A suspended upload keeps its session (and its record) for a later resume; so
@@ -489,6 +335,103 @@ class BlobUpload {
     } finally {
       await this.#cursor.close();
     }
+  }
+
+  /**
+   * Runs one session's steps until it ends. Every step that does not move the upload
+   * forward follows a counted failure (which gives up after the retry bound); the count
+   * of steps without progress is bounded besides, so no answer can loop it for ever.
+   */
+  async #drive(first: Step): Promise<SessionEnd> {
+    const bound = 4 * (this.#http.retry.maxRetries + 2);
+    let step = first;
+    let idle = 0;
+    let highest = this.#confirmed;
+    for (;;) {
+      if (this.#confirmed > highest) {
+        highest = this.#confirmed;
+        idle = 0;
+      }
+      if (++idle > bound) {
+        throw new RegistryError(
+          `${this.#operation}: no progress after ${bound} steps at byte ${this.#confirmed}`,
+          { cause: this.#lastCause },
+        );
+      }
+      switch (step.next) {
+        case "attempt":
+          step = await this.#attempt(step.mode);
+          break;
+        case "continue-saved":
+          step = await this.#continueSaved(step.offset);
+          break;
+        case "chunks":
+          step = await this.#chunked(step.from);
+          break;
+        case "status":
+          step = await this.#resume(step.refused);
+          break;
+        case "commit":
+          step = await this.#finish();
+          break;
+        default:
+          return step;
+      }
+    }
+  }
+
+  /**
+   * The mode to try after the registry refused `mode` (with `error`), the session
+   * cancelled; throws `error` when there is none.
+   */
+  async #fallBack(mode: ConcreteUploadMode, error: Error): Promise<ConcreteUploadMode> {
+    let next: ConcreteUploadMode | undefined;
+    if (this.#whole) {
+      // One PUT for a small blob was our choice: the registry's way, and remember.
+      this.#log(`one-request upload refused (${error.message}); as usual`);
+      this.#whole = undefined;
+      this.#policy.smallPut = false;
+      next = this.#policy.learnedMode ?? "streaming";
+    } else if (this.#chunkedForResume) {
+      // Chunks were our choice, not the registry's: stream, and learn nothing.
+      this.#log(`chunked upload refused (${error.message}); streaming (not resumable)`);
+      this.#chunkedForResume = false;
+      next = "streaming";
+    } else {
+      next = this.#policy.mode === "auto" ? nextMode(mode) : undefined;
+      if (!next) throw error;
+      this.#log(`${mode} upload refused (${error.message}); trying ${next}`);
+      this.#policy.learnedMode = next;
+    }
+    await this.#dropSession();
+    return next;
+  }
+
+  /**
+   * Drops the session for a new one (after a backoff), or gives up once there were more
+   * new sessions than retries.
+   */
+  async #startOver(reason: string, error?: Error): Promise<void> {
+    this.#restarts++;
+    if (this.#restarts > this.#http.retry.maxRetries) {
+      const cause = error ?? this.#lastCause;
+      const message = `${this.#operation}: gave up after ${this.#restarts} upload sessions ` +
+        `(${reason})${cause ? `; last failure: ${cause.message}` : ""}`;
+      if (cause instanceof RegistryConnectionError) {
+        throw new RegistryConnectionError(message, { cause });
+      }
+      throw error ?? new RegistryError(message, { cause });
+    }
+    this.#log(`starting over with a new session: ${reason}`);
+    await this.#dropSession();
+    this.#confirmed = 0;
+    this.#failures = 0;
+    this.#confirmedAtFailure = -1;
+    await sleep(
+      backoffDelay(this.#http.retry, this.#restarts) ?? 0,
+      this.#options.signal,
+      this.#operation,
+    );
   }
 
   /**
@@ -532,65 +475,8 @@ class BlobUpload {
     }
   }
 
-  /**
-   * Asks where the session an earlier process saved stands. Returns the offset to
-   * continue from (the session becomes this upload's), or 0 to start fresh (the record
-   * is forgotten when the registry no longer knows the session).
-   */
-  async #reopenSaved(): Promise<number> {
-    const resume = this.#options.resume;
-    const saved = resume?.saved;
-    if (!resume || !saved) return 0;
-    let location: URL;
-    try {
-      location = new URL(saved.location);
-    } catch {
-      await resume.forget();
-      return 0;
-    }
-    if (location.origin !== this.#http.base.origin) {
-      // Never send anything to another origin (or scheme) on the word of a file.
-      await resume.forget();
-      return 0;
-    }
-    let status;
-    try {
-      status = await sessionStatus(
-        this.#http,
-        this.#repo,
-        location,
-        this.#operation,
-        this.#options.signal,
-      );
-    } catch (e) {
-      // Unreachable registry, or an abort: the record stays for the next run.
-      if (this.#options.signal?.aborted || e instanceof RegistryConnectionError) throw e;
-      this.#log(`the saved session cannot be asked (${(e as Error).message}); starting fresh`);
-      await resume.forget();
-      return 0;
-    }
-    const size = this.#source.size;
-    if (status.state === "gone" || (size !== undefined && status.offset > size)) {
-      this.#log(
-        `the saved session (${saved.offset} bytes) is no longer usable; starting fresh`,
-      );
-      if (status.state === "open") {
-        await cancelSession(this.#http, this.#repo, location, this.#operation);
-      }
-      await resume.forget();
-      return 0;
-    }
-    this.#session = { location: status.location };
-    if (status.offset === 0) return 0;
-    this.#log(
-      `resuming at ${status.offset} bytes (saved: ${saved.offset}); recomputing them locally`,
-    );
-    resume.onResume?.(status.offset);
-    return status.offset;
-  }
-
   /** Continues a saved session at `offset`: the bytes before it are read and hashed, not sent. */
-  async #continueSaved(offset: number): Promise<UploadedBlob> {
+  async #continueSaved(offset: number): Promise<Step> {
     this.#confirmed = offset;
     try {
       await this.#cursor.seek(offset);
@@ -599,10 +485,13 @@ class BlobUpload {
         throw e;
       }
       this.#cursor.failure = undefined;
-      throw new Restart(`the source is shorter than the ${offset} bytes the session holds`);
+      return {
+        next: "new-session",
+        reason: `the source is shorter than the ${offset} bytes the session holds`,
+      };
     }
     this.#progress(offset);
-    return await this.#chunked(offset);
+    return { next: "chunks", from: offset };
   }
 
   #log(line: string): void {
@@ -622,22 +511,16 @@ class BlobUpload {
     this.#options.onProgress?.(bytes);
   }
 
-  async #attempt(mode: Mode): Promise<UploadedBlob> {
+  async #attempt(mode: ConcreteUploadMode): Promise<Step> {
     await this.#cursor.seek(0);
-    if (this.#source.size === 0 && await this.#cursor.atEnd()) return await this.#finish();
+    if (this.#source.size === 0 && await this.#cursor.atEnd()) return { next: "commit" };
     if (mode === "monolithic") return await this.#monolithic();
-    if (mode === "chunked") return await this.#chunked(0);
+    if (mode === "chunked") return { next: "chunks", from: 0 };
     return await this.#streaming();
   }
 
   #chunkSize(): number {
-    const p = this.#policy;
-    const min = Math.max(this.#session?.minChunk ?? 0, p.minChunkSize ?? 0);
-    let size = Math.max(p.chunkSize, min);
-    if (p.maxChunkSize !== undefined && p.maxChunkSize >= min) {
-      size = Math.min(size, p.maxChunkSize);
-    }
-    return size;
+    return chunkSizeFor(this.#policy, this.#session?.minChunk);
   }
 
   /** Counts a failure; after too many without progress, gives up with `cause`. */
@@ -670,7 +553,7 @@ class BlobUpload {
    * `refused` is a chunk the registry may have refused for its size: when the session
    * holds exactly what came before it, that was the reason.
    */
-  async #resume(refused?: Chunk): Promise<UploadedBlob> {
+  async #resume(refused?: ChunkSent): Promise<Step> {
     const status = await sessionStatus(
       this.#http,
       this.#repo,
@@ -678,16 +561,16 @@ class BlobUpload {
       this.#operation,
       this.#options.signal,
     );
-    if (status.state === "gone") throw new Restart("the registry no longer knows the session");
-    this.#session!.location = status.location;
-    if (status.offset > this.#cursor.position && status.offset > this.#confirmed) {
-      // More than we know we sent: only possible if the source is not what we read.
-      throw new Restart(`the session holds ${status.offset} bytes, more than were sent`);
+    if (status.state === "open") this.#session!.location = status.location;
+    const point = resumePoint(status, this.#cursor.position, this.#confirmed, refused);
+    if (point.next === "new-session") return point;
+    if (point.refusedForSize) {
+      const learnt = learnSizeRule(this.#policy, point.refusedForSize);
+      if (learnt) this.#log(learnt);
     }
-    if (refused && status.offset === refused.offset) this.#learnSizeRule(refused);
-    this.#log(`the session holds ${status.offset} bytes; continuing from there`);
-    this.#confirmed = status.offset;
-    return await this.#chunked(status.offset);
+    this.#log(`the session holds ${point.from} bytes; continuing from there`);
+    this.#confirmed = point.from;
+    return { next: "chunks", from: point.from };
   }
 
   /** Whether a failed request failed because the source did (never worth a retry). */
@@ -734,7 +617,7 @@ class BlobUpload {
     );
   }
 
-  async #streaming(): Promise<UploadedBlob> {
+  async #streaming(): Promise<Step> {
     const session = this.#session!;
     const body = this.#body();
     let res: HttpResponse;
@@ -752,7 +635,7 @@ class BlobUpload {
       if (this.#sourceFailed()) throw this.#cursor.failure;
       if (!(e instanceof RegistryConnectionError)) throw e;
       await this.#failed(e);
-      return await this.#resume();
+      return { next: "status" };
     }
     if (res.ok) {
       await res.discard();
@@ -762,69 +645,44 @@ class BlobUpload {
       const end = rangeEnd(res.headers.get("range"));
       if (this.#cursor.ended && (end === undefined || end === sent || (end === 0 && sent === 1))) {
         this.#confirmed = sent;
-        return await this.#finish();
+        return { next: "commit" };
       }
       await this.#failed(
         new RegistryError(`${this.#operation}: the registry took ${end ?? "?"} of ${sent} bytes`),
       );
-      return await this.#resume();
+      return { next: "status" };
     }
     // Sizes play no part in refusing a streamed body: length 0 keeps the chunk rules out.
-    await this.#handleWriteError(res, { offset: 0, length: 0, last: true });
-    return await this.#resume();
+    return await this.#afterFailedWrite(res, { offset: 0, length: 0, last: true });
   }
 
   /**
-   * Classifies a failed PATCH: throws for a refusal of the mode, a lost session, or an
-   * error no retry cures; otherwise waits (counting the failure) and returns the chunk
-   * when the registry may have refused it for its size, so the resume can tell.
+   * The step after a failed PATCH of `chunk` (see ./upload_outcome.ts): a new session, a
+   * fall-back, or (a failure counted, after a wait) the session's status, with the chunk
+   * when the registry may have refused it for its size, so the status can tell.
    */
-  async #handleWriteError(res: HttpResponse, chunk: Chunk): Promise<Chunk | undefined> {
+  async #afterFailedWrite(res: HttpResponse, chunk: ChunkSent): Promise<Step> {
     const errors = await readOciErrors(res.toResponse());
     const error = await this.#error(res, errors);
-    const codes = new Set(errors.map((e) => e.code));
-    const status = res.status;
-    if (status === 404 || codes.has("BLOB_UPLOAD_UNKNOWN")) {
-      throw new Restart(`the session is gone (${status})`);
-    }
-    const sizeRule = [400, 413, 416].includes(status) && this.#sizeRuleMayApply(chunk);
-    if (
-      !sizeRule && chunk.offset === 0 &&
-      ([400, 405, 415, 501].includes(status) || codes.has("UNSUPPORTED")) &&
-      !codes.has("DIGEST_INVALID") && !codes.has("SIZE_INVALID") && !codes.has("NAME_INVALID")
-    ) {
-      throw new Refused(error);
-    }
-    if (sizeRule || status === 416) {
-      await this.#failed(error);
-      return sizeRule ? chunk : undefined;
-    }
-    if (status === 401 || RETRYABLE_STATUSES.has(status)) {
-      // 401 on a streamed body: the token expired mid-transfer; it was dropped, and the
-      // status request that follows gets a fresh one.
-      await this.#failed(error, res.headers.get("retry-after"));
-      return undefined;
-    }
-    throw error;
-  }
-
-  /** Whether a refused chunk may have broken a size rule not known yet (GHCR, ECR). */
-  #sizeRuleMayApply(chunk: Chunk): boolean {
-    const p = this.#policy;
-    return (chunk.length > GHCR_MAX_CHUNK && p.maxChunkSize === undefined) ||
-      (!chunk.last && chunk.length > 0 && chunk.length < ECR_MIN_CHUNK &&
-        p.minChunkSize === undefined);
-  }
-
-  /** Learns the size rule a chunk broke (the session held everything before it). */
-  #learnSizeRule(chunk: Chunk): void {
-    const p = this.#policy;
-    if (chunk.length > GHCR_MAX_CHUNK && p.maxChunkSize === undefined) {
-      p.maxChunkSize = GHCR_MAX_CHUNK;
-      this.#log(`a ${chunk.length}-byte chunk was refused; chunks are now at most 4 MiB`);
-    } else if (!chunk.last && chunk.length < ECR_MIN_CHUNK && p.minChunkSize === undefined) {
-      p.minChunkSize = ECR_MIN_CHUNK;
-      this.#log(`a ${chunk.length}-byte chunk was refused; chunks are now at least 5 MiB`);
+    const outcome = classifyUploadAnswer(
+      {
+        kind: "patch",
+        atStart: chunk.offset === 0,
+        mayBreakSizeRule: sizeRuleMayApply(this.#policy, chunk),
+      },
+      res.status,
+      errors.map((e) => e.code),
+    );
+    switch (outcome.outcome) {
+      case "session-gone":
+        return { next: "new-session", reason: `the session is gone (${res.status})` };
+      case "fall-back":
+        return { next: "fall-back", error };
+      case "resume":
+        await this.#failed(error, outcome.retryAfter ? res.headers.get("retry-after") : undefined);
+        return { next: "status", refused: outcome.sizeRule ? chunk : undefined };
+      default:
+        throw error;
     }
   }
 
@@ -841,7 +699,7 @@ class BlobUpload {
     return [`repository:${this.#repo}:pull,push`];
   }
 
-  async #chunked(start: number): Promise<UploadedBlob> {
+  async #chunked(start: number): Promise<Step> {
     await this.#cursor.seek(start);
     this.#cursor.checkpoint();
     let offset = start;
@@ -869,15 +727,10 @@ class BlobUpload {
       } catch (e) {
         if (!(e instanceof RegistryConnectionError)) throw e;
         await this.#failed(e);
-        return await this.#resume();
+        return { next: "status" };
       }
       if (!res.ok) {
-        const refused = await this.#handleWriteError(res, {
-          offset,
-          length: chunk.byteLength,
-          last,
-        });
-        return await this.#resume(refused);
+        return await this.#afterFailedWrite(res, { offset, length: chunk.byteLength, last });
       }
       await res.discard();
       if (res.headers.has("location")) this.#session!.location = locationOf(res, this.#operation);
@@ -889,7 +742,7 @@ class BlobUpload {
             `${this.#operation}: sent bytes ${offset}-${end - 1}, the registry holds ${got}`,
           ),
         );
-        return await this.#resume();
+        return { next: "status" };
       }
       offset = end;
       this.#confirmed = end;
@@ -897,10 +750,10 @@ class BlobUpload {
       await this.#options.resume?.save({ location: this.#session!.location.href, offset: end });
       this.#progress(end);
     }
-    return await this.#finish();
+    return { next: "commit" };
   }
 
-  async #monolithic(): Promise<UploadedBlob> {
+  async #monolithic(): Promise<Step> {
     const session = this.#session!;
     const known = this.#source.size;
     let digest = this.#source.digest;
@@ -946,7 +799,7 @@ class BlobUpload {
       if (!(e instanceof RegistryConnectionError)) throw e;
       await this.#failed(e);
       if (await this.#exists(digest)) return await this.#storedAnyway(digest);
-      throw new Restart(`the connection failed: ${e.message}`);
+      return { next: "new-session", reason: `the connection failed: ${e.message}` };
     }
     if (res.ok) this.#session = undefined; // committed: no session left to cancel
     else this.#stopIfAborted(); // the body was cut short: the registry drops the session
@@ -960,18 +813,15 @@ class BlobUpload {
     }
     const errors = await readOciErrors(res.toResponse());
     const error = await this.#error(res, errors);
-    if (
-      [400, 405, 415, 501].includes(res.status) && !errors.some((e) => e.code === "DIGEST_INVALID")
-    ) {
-      throw new Refused(error);
+    const codes = errors.map((e) => e.code);
+    switch (classifyUploadAnswer({ kind: "put-whole" }, res.status, codes).outcome) {
+      case "fall-back":
+        return { next: "fall-back", error };
+      case "restart":
+        return { next: "new-session", reason: error.message, error };
+      default:
+        throw error;
     }
-    if (
-      res.status === 404 || RETRYABLE_STATUSES.has(res.status) ||
-      errors.some((e) => e.code === "DIGEST_INVALID")
-    ) {
-      throw new Restart(error.message, error);
-    }
-    throw error;
   }
 
   /** The digest of the bytes read, checked against the size and digest announced. */
@@ -992,8 +842,8 @@ class BlobUpload {
 
   async #exists(digest: string): Promise<boolean> {
     try {
-      const size = await headBlob(this.#http, this.#repo, digest, this.#options.signal);
-      return size !== undefined && (size === this.#cursor.position || size === -1);
+      const head = await headBlob(this.#http, this.#repo, digest, this.#options.signal);
+      return head !== undefined && (head.size === undefined || head.size === this.#cursor.position);
     } catch {
       return false;
     }
@@ -1004,77 +854,75 @@ class BlobUpload {
    * commit, whose answer was lost, or by another upload of the same bytes. In the second
    * case this session is still open, so it is cancelled (in the first, it is gone).
    */
-  async #storedAnyway(digest: string): Promise<UploadedBlob> {
+  async #storedAnyway(digest: string): Promise<Step> {
     await this.#dropSession();
     return this.#done(digest);
   }
 
-  #done(digest: string, res?: HttpResponse): UploadedBlob {
+  #done(digest: string, res?: HttpResponse): Step {
     const stored = res?.headers.get("docker-content-digest");
     if (stored && stored.startsWith("sha256:") && stored !== digest) {
       throw new DigestMismatchError(`${this.#what}: the registry stored`, digest, stored);
     }
     this.#session = undefined;
     this.#progress(this.#cursor.position);
-    return { digest, size: this.#cursor.position };
+    return { next: "stored", blob: { digest, size: this.#cursor.position } };
   }
 
   /** Commits the session: `PUT <location>?digest=`. */
-  async #finish(): Promise<UploadedBlob> {
+  async #finish(): Promise<Step> {
     if (!this.#cursor.ended && !await this.#cursor.atEnd()) {
       throw new ImagesError(`${this.#what}: internal error: finishing before the end`, "INTERNAL");
     }
     const digest = this.#checkedDigest();
-    for (;;) {
-      let res: HttpResponse;
-      try {
-        res = await this.#http.send({
-          method: "PUT",
-          url: withQuery(this.#session!.location, "digest", digest),
-          headers: { "content-type": "application/octet-stream" },
-          body: new Uint8Array(0),
-          scopes: this.#scopes(),
-          operation: this.#operation,
-          retry: false,
-          signal: this.#options.signal,
-          headersTimeoutMs: this.#policy.commitTimeoutMs,
-        });
-      } catch (e) {
-        if (!(e instanceof RegistryConnectionError)) throw e;
-        await this.#failed(e);
-        if (await this.#exists(digest)) return await this.#storedAnyway(digest);
-        return await this.#resume();
-      }
-      if (res.ok) {
-        await res.discard();
-        return this.#done(digest, res);
-      }
-      const errors = await readOciErrors(res.toResponse());
-      const error = await this.#error(res, errors);
-      const codes = new Set(errors.map((e) => e.code));
-      if (codes.has("DIGEST_INVALID")) {
-        throw new Restart(
-          `the registry computed another digest than ${digest}`,
-          new DigestMismatchError(
+    let res: HttpResponse;
+    try {
+      res = await this.#http.send({
+        method: "PUT",
+        url: withQuery(this.#session!.location, "digest", digest),
+        headers: { "content-type": "application/octet-stream" },
+        body: new Uint8Array(0),
+        scopes: this.#scopes(),
+        operation: this.#operation,
+        retry: false,
+        signal: this.#options.signal,
+        headersTimeoutMs: this.#policy.commitTimeoutMs,
+      });
+    } catch (e) {
+      if (!(e instanceof RegistryConnectionError)) throw e;
+      await this.#failed(e);
+      if (await this.#exists(digest)) return await this.#storedAnyway(digest);
+      return { next: "status" };
+    }
+    if (res.ok) {
+      await res.discard();
+      return this.#done(digest, res);
+    }
+    const errors = await readOciErrors(res.toResponse());
+    const error = await this.#error(res, errors);
+    const outcome = classifyUploadAnswer({ kind: "commit" }, res.status, errors.map((e) => e.code));
+    switch (outcome.outcome) {
+      case "restart":
+        return {
+          next: "new-session",
+          reason: `the registry computed another digest than ${digest}`,
+          error: new DigestMismatchError(
             `${this.#what} as received by ${this.#http.host}`,
             digest,
             "another digest",
           ),
-        );
-      }
-      if (res.status === 404 || codes.has("BLOB_UPLOAD_UNKNOWN")) {
+        };
+      case "session-gone":
         if (await this.#exists(digest)) return this.#done(digest);
-        throw new Restart(`the session is gone (${res.status})`);
-      }
-      if (res.status === 416 || codes.has("SIZE_INVALID") || codes.has("BLOB_UPLOAD_INVALID")) {
-        await this.#failed(error);
-        return await this.#resume();
-      }
-      if (RETRYABLE_STATUSES.has(res.status)) {
+        return { next: "new-session", reason: `the session is gone (${res.status})` };
+      case "resume":
+        await this.#failed(error, outcome.retryAfter ? res.headers.get("retry-after") : undefined);
+        return { next: "status" };
+      case "retry":
         await this.#failed(error, res.headers.get("retry-after"));
-        continue;
-      }
-      throw error;
+        return { next: "commit" };
+      default:
+        throw error;
     }
   }
 }

@@ -9,8 +9,9 @@
 import { AbortedError, ImagesError } from "../errors.ts";
 import { resolveLocation } from "./endpoint.ts";
 import { errorFromResponse, readOciErrors, RegistryConnectionError } from "./errors.ts";
-import type { HttpResponse } from "./http.ts";
-import type { RegistryHttp } from "./request.ts";
+import type { HttpResponse } from "./transport.ts";
+import type { RegistryHttp } from "./registry_http.ts";
+import { classifyUploadAnswer } from "./upload_outcome.ts";
 
 /**
  * An open upload session.
@@ -127,7 +128,7 @@ export async function openSession(
     signal?.removeEventListener("abort", onAbort);
     clearTimeout(timer);
   }
-  if (res.status !== 202 && res.status !== 201 && res.status !== 200) {
+  if (classifyUploadAnswer({ kind: "open" }, res.status, []).outcome !== "done") {
     if (signal?.aborted) {
       await res.discard();
       throw new AbortedError(operation);
@@ -184,8 +185,9 @@ export async function sessionStatus(
     signal,
   });
   await res.discard();
-  if (res.status === 404 || res.status === 400 || res.status === 405) return { state: "gone" };
-  if (!res.ok) {
+  const outcome = classifyUploadAnswer({ kind: "status" }, res.status, []).outcome;
+  if (outcome === "session-gone") return { state: "gone" };
+  if (outcome !== "done") {
     throw await errorFromResponse(res.toResponse(), `${operation} (status)`, "upload");
   }
   const end = rangeEnd(res.headers.get("range"));
@@ -253,11 +255,10 @@ export async function cancelSession(
         headersTimeoutMs: Math.max(100, deadline - Date.now()),
         signal: AbortSignal.timeout(Math.max(100, deadline - Date.now())),
       });
-      // 404 BLOB_UPLOAD_UNKNOWN: gone already; any other refusal (distribution's 404
-      // BLOB_UPLOAD_INVALID for a stale state) leaves it open with its bytes.
+      // Cancelled, or gone already; any other refusal leaves it open with its bytes.
       const codes = res.ok ? [] : (await readOciErrors(res.toResponse())).map((e) => e.code);
       if (res.ok) await res.discard();
-      const gone = res.ok || codes.includes("BLOB_UPLOAD_UNKNOWN");
+      const gone = classifyUploadAnswer({ kind: "cancel" }, res.status, codes).outcome !== "fail";
       cancellations[gone ? "cancelled" : "refused"]++;
       http.transport.log(
         `${operation}: upload session ${gone ? "cancelled" : "not cancelled"} (${res.status}${

@@ -9,7 +9,7 @@
 import { AbortedError } from "../errors.ts";
 import type { Authenticator } from "./auth.ts";
 import { RegistryConnectionError } from "./errors.ts";
-import { type HttpResponse, type HttpTransport, type RequestBody, show } from "./http.ts";
+import { type HttpResponse, type HttpTransport, type RequestBody, show } from "./transport.ts";
 import { backoffDelay, RETRYABLE_STATUSES, type RetryPolicy, sleep } from "./retry.ts";
 
 /**
@@ -54,7 +54,7 @@ export interface RegistryRequest {
  *
  * @example
  * ```ts ignore
- * import { RegistryHttp } from "./request.ts";
+ * import { RegistryHttp } from "./registry_http.ts";
  * const http = new RegistryHttp(new URL("http://127.0.0.1:5000/"), transport, auth, policy);
  * const res = await http.send({ method: "GET", url: "v2/", scopes: [], operation: "ping" });
  * ```

@@ -4,7 +4,7 @@
  * a timeout on a body that stalls (in either direction), abort through a signal, and
  * a debug log that never shows a credential.
  *
- * Retries live one level up ({@linkcode ./request.ts}); this file does one attempt.
+ * Retries live one level up ({@linkcode ./registry_http.ts}); this file does one attempt.
  *
  * @module
  */
@@ -114,7 +114,7 @@ const MiB = 1024 * 1024;
  *
  * @example
  * ```ts
- * import { HttpTransport } from "./http.ts";
+ * import { HttpTransport } from "./transport.ts";
  * const transport = new HttpTransport({ fetch: () => Promise.resolve(new Response("hi")) });
  * const res = await transport.send({
  *   method: "GET",
@@ -200,7 +200,7 @@ class TimeoutSignal extends Error {
  *
  * @example
  * ```ts
- * import { HttpTransport } from "./http.ts";
+ * import { HttpTransport } from "./transport.ts";
  * const transport = new HttpTransport({ stallTimeoutMs: 10_000 });
  * const res = await transport.send({
  *   method: "GET",
@@ -453,7 +453,7 @@ const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie"
  *
  * @example
  * ```ts
- * import { headerLine } from "./http.ts";
+ * import { headerLine } from "./transport.ts";
  * headerLine("authorization", "Basic dXNlcjpwYXNz"); // "Authorization: Basic <redacted>"
  * ```
  */
@@ -478,7 +478,7 @@ function secs(ms: number): string {
  *
  * @example
  * ```ts
- * import { show } from "./http.ts";
+ * import { show } from "./transport.ts";
  * show(new URL("https://s3.example.com/blob?X-Amz-Signature=secret")); // "https://s3.example.com/blob?…"
  * ```
  */
