@@ -186,7 +186,7 @@ export class RegistryDestination implements ImageDestination {
     let asked = false;
     const head = async () => {
       asked = true;
-      return await this.#client.headBlob(this.#repository, digest, signal) !== undefined;
+      return await this.#client.hasBlob(this.#repository, digest, signal);
     };
     if ((seen.includes(this.#repository) || sources.length === 0) && await head()) {
       await this.#seen(digest);

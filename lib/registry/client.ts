@@ -343,6 +343,13 @@ export class RegistryClient {
     return this.#guard(async () => (await headBlob(this.#http, repo, digest, signal))?.size);
   }
 
+  /** Whether the repository has a blob (a registry may leave its size unsaid). */
+  hasBlob(repo: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+    return this.#guard(async () =>
+      (await headBlob(this.#http, repo, digest, signal)) !== undefined
+    );
+  }
+
   /**
    * A blob's bytes, verified against the descriptor while they stream (the stream
    * fails before its end on a mismatch), resumed with `Range` when the connection drops.
