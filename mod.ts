@@ -34,7 +34,7 @@ export {
   type RemoteImageInit,
   Tag,
   type TagOption,
-} from "./lib/reference.ts";
+} from "./lib/reference/remote_image.ts";
 export {
   AbstractDockerImageProgress,
   type ImageProgressPull,

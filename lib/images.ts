@@ -25,7 +25,7 @@ import type { LayerCompression } from "./copy/compress.ts";
 import type { ImageDestination, ImageSource, ResolvedImage } from "./copy/ends.ts";
 import { RegistryDestination, RegistrySource } from "./copy/registry_end.ts";
 import { type AbstractDockerImageProgress, StepThrottle } from "./progress.ts";
-import { ImageNameParser, LocalImage, RemoteImage, Tag } from "./reference.ts";
+import { ImageNameParser, LocalImage, RemoteImage, Tag } from "./reference/remote_image.ts";
 import {
   ManifestNotFoundError,
   RegistryClient,

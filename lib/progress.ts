@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { LocalImage, RemoteImage } from "./reference.ts";
+import type { LocalImage, RemoteImage } from "./reference/remote_image.ts";
 
 /** A push has started: from a local image to a remote one. */
 export interface ImageProgressPush {

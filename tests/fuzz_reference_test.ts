@@ -16,7 +16,7 @@ import {
   parseLocalImage,
   RemoteImage,
   type TagOption,
-} from "../lib/reference.ts";
+} from "../lib/reference/remote_image.ts";
 import { casesRun, check, testTimeout, typed } from "./helpers/fuzz.ts";
 import { linearWork } from "./helpers/work.ts";
 

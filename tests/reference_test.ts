@@ -10,7 +10,7 @@ import {
   RemoteImage,
   Tag,
   type TagOption,
-} from "../lib/reference.ts";
+} from "../lib/reference/remote_image.ts";
 
 const DIGEST = "sha256:" + "0123456789abcdef".repeat(4);
 const DIGEST_B = "sha256:" + "b".repeat(64);

@@ -14,7 +14,7 @@ import type { LayerCompression } from "../copy/compress.ts";
 import { mapConcurrent } from "../copy/pool.ts";
 import { GZIP_ENGINE_CHOICES, type GzipEngineChoice } from "../copy/native_gzip.ts";
 import { parsePlatform, type Platform } from "../oci/manifest.ts";
-import type { LocalImage, RemoteImage, TagOption } from "../reference.ts";
+import type { LocalImage, RemoteImage, TagOption } from "../reference/remote_image.ts";
 import type { UploadMode } from "../registry/mod.ts";
 import { humanSize, shortImageUri } from "./format.ts";
 import { type CommandLine, expectArgs, intOption, UsageError } from "./options.ts";

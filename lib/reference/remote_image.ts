@@ -21,7 +21,7 @@
  *
  * @example
  * ```ts
- * import { ImageNameParser } from "./reference.ts";
+ * import { ImageNameParser } from "./remote_image.ts";
  * const parser = new ImageNameParser({
  *   clusterName: "default",
  *   owner: "alice",
@@ -34,7 +34,7 @@
  * @module
  */
 
-import { InvalidReferenceError } from "./errors.ts";
+import { InvalidReferenceError } from "../errors.ts";
 
 /**
  * How a parser treats the tag of an image reference:
@@ -45,7 +45,7 @@ import { InvalidReferenceError } from "./errors.ts";
  *
  * @example
  * ```ts
- * import type { TagOption } from "./reference.ts";
+ * import type { TagOption } from "./remote_image.ts";
  * const forListing: TagOption = "deny";
  * ```
  */
@@ -56,7 +56,7 @@ export type TagOption = "default" | "allow" | "deny";
  *
  * @example
  * ```ts
- * import { parseExternalImage, type ParseOptions } from "./reference.ts";
+ * import { parseExternalImage, type ParseOptions } from "./remote_image.ts";
  * const options: ParseOptions = { tagOption: "allow" };
  * parseExternalImage("ubuntu", options).tag; // undefined
  * ```
@@ -317,7 +317,7 @@ function suffix(tag: string | undefined, digest: string | undefined): string {
  *
  * @example
  * ```ts
- * import { RemoteImage, type RemoteImageInit } from "./reference.ts";
+ * import { RemoteImage, type RemoteImageInit } from "./remote_image.ts";
  * const init: RemoteImageInit = { name: "ubuntu", tag: "22.04" };
  * new RemoteImage(init).toString(); // "ubuntu:22.04"
  * ```
@@ -351,7 +351,7 @@ export interface RemoteImageInit {
  *
  * @example
  * ```ts
- * import { RemoteImage } from "./reference.ts";
+ * import { RemoteImage } from "./remote_image.ts";
  * const image = RemoteImage.newPlatformImage("ubuntu", "registry.example.com", {
  *   owner: "alice",
  *   clusterName: "default",
@@ -449,7 +449,7 @@ export class RemoteImage {
    *
    * @example
    * ```ts
-   * import { RemoteImage } from "./reference.ts";
+   * import { RemoteImage } from "./remote_image.ts";
    * const image = RemoteImage.newPlatformImage("ubuntu", "registry.example.com", {
    *   owner: "alice",
    *   clusterName: "default",
@@ -491,7 +491,7 @@ export class RemoteImage {
    *
    * @example
    * ```ts
-   * import { RemoteImage } from "./reference.ts";
+   * import { RemoteImage } from "./remote_image.ts";
    * RemoteImage.newExternalImage("ubuntu", undefined, { tag: "22.04" }).toString(); // "ubuntu:22.04"
    * RemoteImage.newExternalImage("a/b", "localhost:5000").asDockerUrl(); // "localhost:5000/a/b"
    * ```
@@ -509,7 +509,7 @@ export class RemoteImage {
    *
    * @example
    * ```ts
-   * import { RemoteImage } from "./reference.ts";
+   * import { RemoteImage } from "./remote_image.ts";
    * RemoteImage.newExternalImage("ubuntu").isPlatformImage; // false
    * ```
    */
@@ -523,7 +523,7 @@ export class RemoteImage {
    *
    * @example
    * ```ts
-   * import { RemoteImage } from "./reference.ts";
+   * import { RemoteImage } from "./remote_image.ts";
    * RemoteImage.newExternalImage("ubuntu").domain; // "docker.io"
    * RemoteImage.newExternalImage("a/b", "ghcr.io").domain; // "ghcr.io"
    * ```
@@ -540,7 +540,7 @@ export class RemoteImage {
    *
    * @example
    * ```ts
-   * import { RemoteImage } from "./reference.ts";
+   * import { RemoteImage } from "./remote_image.ts";
    * RemoteImage.newExternalImage("ubuntu").repository; // "library/ubuntu"
    * RemoteImage.newExternalImage("a/b", "ghcr.io").repository; // "a/b"
    * ```
@@ -563,7 +563,7 @@ export class RemoteImage {
    *
    * @example
    * ```ts
-   * import { RemoteImage } from "./reference.ts";
+   * import { RemoteImage } from "./remote_image.ts";
    * const image = RemoteImage.newPlatformImage("ubuntu", "registry.example.com", {
    *   owner: "alice",
    *   clusterName: "default",
@@ -590,7 +590,7 @@ export class RemoteImage {
    *
    * @example
    * ```ts
-   * import { RemoteImage } from "./reference.ts";
+   * import { RemoteImage } from "./remote_image.ts";
    * RemoteImage.newExternalImage("ubuntu").withTag("22.04").toString(); // "ubuntu:22.04"
    * ```
    */
@@ -607,7 +607,7 @@ export class RemoteImage {
    *
    * @example
    * ```ts
-   * import { RemoteImage } from "./reference.ts";
+   * import { RemoteImage } from "./remote_image.ts";
    * RemoteImage.newExternalImage("ubuntu").withDigest("sha256:" + "a".repeat(64)).toString();
    * // "ubuntu@sha256:aaaa…"
    * ```
@@ -624,7 +624,7 @@ export class RemoteImage {
    *
    * @example
    * ```ts
-   * import { RemoteImage } from "./reference.ts";
+   * import { RemoteImage } from "./remote_image.ts";
    * RemoteImage.newPlatformImage("ubuntu", "registry.example.com", {
    *   owner: "alice",
    *   clusterName: "default",
@@ -664,7 +664,7 @@ export class RemoteImage {
  *
  * @example
  * ```ts
- * import { LocalImage } from "./reference.ts";
+ * import { LocalImage } from "./remote_image.ts";
  * const image = new LocalImage("ubuntu", "22.04");
  * image.toString(); // "ubuntu:22.04"
  * new LocalImage("localhost:5000/team/app").toString(); // "localhost:5000/team/app"
@@ -705,7 +705,7 @@ export class LocalImage {
    *
    * @example
    * ```ts
-   * import { LocalImage } from "./reference.ts";
+   * import { LocalImage } from "./remote_image.ts";
    * new LocalImage("ubuntu").toString(); // "ubuntu"
    * ```
    */
@@ -721,7 +721,7 @@ export class LocalImage {
  *
  * @example
  * ```ts
- * import { Tag } from "./reference.ts";
+ * import { Tag } from "./remote_image.ts";
  * const tag = new Tag("latest", 28_000_000);
  * console.log(tag.name, tag.size);
  * ```
@@ -766,7 +766,7 @@ export class Tag {
  *
  * @example
  * ```ts
- * import { parseLocalImage } from "./reference.ts";
+ * import { parseLocalImage } from "./remote_image.ts";
  * parseLocalImage("ubuntu").toString(); // "ubuntu:latest"
  * parseLocalImage("ubuntu", { tagOption: "allow" }).tag; // undefined
  * ```
@@ -796,7 +796,7 @@ export function parseLocalImage(text: string, options: ParseOptions = {}): Local
  *
  * @example
  * ```ts
- * import { parseExternalImage } from "./reference.ts";
+ * import { parseExternalImage } from "./remote_image.ts";
  * const image = parseExternalImage("ghcr.io/acme/tool:1.2");
  * image.registry; // "ghcr.io"
  * image.repository; // "acme/tool"
@@ -820,7 +820,7 @@ export function parseExternalImage(text: string, options: ParseOptions = {}): Re
  *
  * @example
  * ```ts
- * import type { ImageNameParserConfig } from "./reference.ts";
+ * import type { ImageNameParserConfig } from "./remote_image.ts";
  * const config: ImageNameParserConfig = {
  *   clusterName: "default",
  *   orgName: "acme",
@@ -867,7 +867,7 @@ export interface ImageNameParserConfig {
  *
  * @example
  * ```ts
- * import { ImageNameParser } from "./reference.ts";
+ * import { ImageNameParser } from "./remote_image.ts";
  * const parser = new ImageNameParser({
  *   clusterName: "default",
  *   orgName: "acme",
@@ -928,7 +928,7 @@ export class ImageNameParser {
    *
    * @example
    * ```ts
-   * import { ImageNameParser } from "./reference.ts";
+   * import { ImageNameParser } from "./remote_image.ts";
    * const parser = new ImageNameParser({
    *   clusterName: "default",
    *   owner: "alice",
@@ -953,7 +953,7 @@ export class ImageNameParser {
    *
    * @example
    * ```ts
-   * import { ImageNameParser } from "./reference.ts";
+   * import { ImageNameParser } from "./remote_image.ts";
    * const parser = new ImageNameParser({
    *   clusterName: "default",
    *   owner: "alice",
@@ -983,7 +983,7 @@ export class ImageNameParser {
    *
    * @example
    * ```ts
-   * import { ImageNameParser } from "./reference.ts";
+   * import { ImageNameParser } from "./remote_image.ts";
    * const parser = new ImageNameParser({
    *   clusterName: "default",
    *   owner: "alice",
@@ -1044,7 +1044,7 @@ export class ImageNameParser {
    *
    * @example
    * ```ts
-   * import { ImageNameParser } from "./reference.ts";
+   * import { ImageNameParser } from "./remote_image.ts";
    * const parser = new ImageNameParser({
    *   clusterName: "default",
    *   owner: "alice",
@@ -1070,7 +1070,7 @@ export class ImageNameParser {
    *
    * @example
    * ```ts
-   * import { ImageNameParser, LocalImage } from "./reference.ts";
+   * import { ImageNameParser, LocalImage } from "./remote_image.ts";
    * const parser = new ImageNameParser({
    *   clusterName: "default",
    *   owner: "alice",
@@ -1108,7 +1108,7 @@ export class ImageNameParser {
    *
    * @example
    * ```ts
-   * import { ImageNameParser } from "./reference.ts";
+   * import { ImageNameParser } from "./remote_image.ts";
    * const parser = new ImageNameParser({
    *   clusterName: "default",
    *   owner: "alice",
