@@ -34,7 +34,24 @@
  * @module
  */
 
-import { InvalidReferenceError } from "../errors.ts";
+import {
+  checkCluster,
+  checkComponent,
+  checkDigest,
+  checkDomain,
+  checkLength,
+  checkPath,
+  checkTag,
+  DOCKER_HUB,
+  DOCKER_HUB_ALIASES,
+  fail,
+  parseDockerName,
+  quote,
+  referenceSuffix,
+  type Split,
+  splitDomain,
+  splitReference,
+} from "./grammar.ts";
 
 /**
  * How a parser treats the tag of an image reference:
@@ -67,191 +84,11 @@ export interface ParseOptions {
 }
 
 // ---------------------------------------------------------------------------
-// Grammar (Docker's distribution/reference, and the SDK's tag rule)
+// Parsing rules beyond the grammar
 
-const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const COMPONENT_RULE =
-  "lowercase letters and digits separated by '.', '_', '__' or dashes, not starting or ending with a separator";
-const TAG_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
-const TAG_MAX = 128;
-const TAG_RULE =
-  "letters, digits, '_', '.' and '-', not starting with '.' or '-', at most 128 characters";
-const NAME_MAX = 255;
-const DOMAIN_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/;
-const IPV6_HOST = /^\[[0-9A-Fa-f:.]+\]$/;
-const PORT = /^[0-9]{1,5}$/;
-const CLUSTER = /^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$/;
-const DIGEST_ALGORITHM = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*$/;
-const SHA256_HEX = /^[a-f0-9]{64}$/;
 const URL_SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
 const FORBIDDEN_CHAR = /[^\x21-\x7e]/;
 const IMAGE_SCHEME = "image:";
-const DOCKER_HUB = "docker.io";
-const DOCKER_HUB_ALIASES = new Set([DOCKER_HUB, "index.docker.io", "registry-1.docker.io"]);
-
-function fail(problem: string, reference: string): never {
-  throw new InvalidReferenceError(problem, reference);
-}
-
-function quote(text: string): string {
-  return JSON.stringify(text);
-}
-
-function checkComponent(what: string, value: string, ref: string): void {
-  if (value === "") fail(`empty ${what}`, ref);
-  if (!PATH_COMPONENT.test(value)) {
-    const lower = value.toLowerCase();
-    const why = value.includes(":")
-      ? "':' may only start the tag, at the end, and a tag cannot contain '/'"
-      : lower !== value && PATH_COMPONENT.test(lower)
-      ? "must be lowercase"
-      : `must be ${COMPONENT_RULE}`;
-    fail(`invalid ${what} ${quote(value)}: ${why}`, ref);
-  }
-}
-
-function checkPath(path: string, ref: string): void {
-  if (path === "") fail("empty image name", ref);
-  for (const component of path.split("/")) {
-    if (component === "") fail(`empty path component in image name ${quote(path)}`, ref);
-    checkComponent("image name component", component, ref);
-  }
-}
-
-function checkTag(tag: string, ref: string): void {
-  if (tag === "") fail("empty tag", ref);
-  if (tag.length > TAG_MAX) {
-    fail(`tag is longer than ${TAG_MAX} characters (${tag.length})`, ref);
-  }
-  if (!TAG_PATTERN.test(tag)) fail(`invalid tag ${quote(tag)}: a tag is ${TAG_RULE}`, ref);
-}
-
-function checkDigest(digest: string, ref: string): void {
-  if (digest === "") fail("empty digest after '@'", ref);
-  const colon = digest.indexOf(":");
-  if (colon < 0) {
-    fail(`invalid digest ${quote(digest)}: expected sha256:<64 hex digits>`, ref);
-  }
-  const algorithm = digest.slice(0, colon);
-  if (algorithm !== "sha256") {
-    fail(
-      DIGEST_ALGORITHM.test(algorithm)
-        ? `unsupported digest algorithm ${quote(algorithm)}: only sha256 is supported`
-        : `invalid digest ${quote(digest)}: expected sha256:<64 hex digits>`,
-      ref,
-    );
-  }
-  if (!SHA256_HEX.test(digest.slice(colon + 1))) {
-    fail(`invalid digest ${quote(digest)}: sha256 needs 64 lowercase hex digits`, ref);
-  }
-}
-
-function checkDomain(domain: string, ref: string): void {
-  if (domain === "") fail("empty registry host", ref);
-  let host = domain;
-  let port: string | undefined;
-  if (domain.startsWith("[")) {
-    const end = domain.indexOf("]");
-    host = end < 0 ? domain : domain.slice(0, end + 1);
-    const rest = end < 0 ? "" : domain.slice(end + 1);
-    if (rest !== "") {
-      if (!rest.startsWith(":")) fail(`invalid registry host ${quote(domain)}`, ref);
-      port = rest.slice(1);
-    }
-    if (!IPV6_HOST.test(host)) fail(`invalid registry host ${quote(domain)}`, ref);
-  } else {
-    const colon = domain.indexOf(":");
-    if (colon >= 0) {
-      host = domain.slice(0, colon);
-      port = domain.slice(colon + 1);
-    }
-    if (host === "" || !host.split(".").every((label) => DOMAIN_LABEL.test(label))) {
-      fail(
-        `invalid registry host ${
-          quote(host)
-        }: expected DNS labels (letters, digits, inner dashes) joined by '.'`,
-        ref,
-      );
-    }
-  }
-  if (port !== undefined && (!PORT.test(port) || Number(port) > 65535)) {
-    fail(`invalid registry port ${quote(port)} in ${quote(domain)}: expected 0-65535`, ref);
-  }
-}
-
-function checkCluster(cluster: string, ref: string): void {
-  if (cluster === "") fail("empty cluster name", ref);
-  if (!CLUSTER.test(cluster)) {
-    const why = CLUSTER.test(cluster.toLowerCase())
-      ? "must be lowercase"
-      : "must be lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit";
-    fail(`invalid cluster name ${quote(cluster)}: ${why}`, ref);
-  }
-}
-
-function checkLength(full: string, ref: string): void {
-  if (full.length > NAME_MAX) {
-    fail(`image name ${quote(full)} is longer than ${NAME_MAX} characters (${full.length})`, ref);
-  }
-}
-
-/** Docker's rule: the first of several components is a registry host if it looks like one. */
-function splitDomain(name: string): { domain?: string; path: string } {
-  const slash = name.indexOf("/");
-  if (slash < 0) return { path: name };
-  const first = name.slice(0, slash);
-  if (
-    first.includes(".") || first.includes(":") || first === "localhost" ||
-    first !== first.toLowerCase()
-  ) {
-    return { domain: first, path: name.slice(slash + 1) };
-  }
-  return { path: name };
-}
-
-/** Validates `[domain/]path` as a Docker repository name. */
-function parseDockerName(name: string, ref: string): { domain?: string; path: string } {
-  if (name === "") fail("empty image name", ref);
-  checkLength(name, ref);
-  const parts = splitDomain(name);
-  if (parts.domain !== undefined) checkDomain(parts.domain, ref);
-  checkPath(parts.path, ref);
-  return parts;
-}
-
-interface Split {
-  name: string;
-  tag?: string;
-  digest?: string;
-}
-
-/** Splits `name[:tag][@digest]`; a colon before the last `/` stays in the name (a port). */
-function splitReference(text: string, ref: string): Split {
-  let rest = text;
-  let digest: string | undefined;
-  const at = rest.indexOf("@");
-  if (at >= 0) {
-    digest = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-    if (digest.includes("@")) fail("more than one '@': expected <name>[:<tag>][@<digest>]", ref);
-    checkDigest(digest, ref);
-  }
-  const last = rest.slice(rest.lastIndexOf("/") + 1);
-  const colons = last.split(":").length - 1;
-  if (colons > 1) {
-    fail(`too many colons in ${quote(last)}: expected <name>[:<tag>]`, ref);
-  }
-  let tag: string | undefined;
-  if (colons === 1) {
-    const colon = rest.lastIndexOf(":");
-    tag = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
-    if (tag === "") fail("empty tag after ':'", ref);
-    checkTag(tag, ref);
-  }
-  if (rest === "") fail("empty image name", ref);
-  return { name: rest, tag, digest };
-}
 
 function checkCommon(text: string): void {
   if (text === "") fail("empty image reference", text);
@@ -303,10 +140,6 @@ function applyTagOption(
     default:
       throw new TypeError(`unknown tagOption ${quote(String(option))}`);
   }
-}
-
-function suffix(tag: string | undefined, digest: string | undefined): string {
-  return (tag === undefined ? "" : `:${tag}`) + (digest === undefined ? "" : `@${digest}`);
 }
 
 // ---------------------------------------------------------------------------
@@ -393,7 +226,7 @@ export class RemoteImage {
       clusterName === undefined ? registry : `image://${clusterName}`,
       orgName,
       owner,
-      name + suffix(tag, digest),
+      name + referenceSuffix(tag, digest),
     ].filter((part) => part !== undefined).join("/");
     if (clusterName !== undefined || owner !== undefined || orgName !== undefined) {
       const missing = [
@@ -574,7 +407,7 @@ export class RemoteImage {
    * ```
    */
   asDockerUrl(withScheme = false): string {
-    const end = suffix(this.tag, this.digest);
+    const end = referenceSuffix(this.tag, this.digest);
     if (this.isPlatformImage) {
       return `${withScheme ? "https://" : ""}${this.registry}/${this.repository}${end}`;
     }
@@ -634,7 +467,9 @@ export class RemoteImage {
    */
   toString(): string {
     if (this.isPlatformImage) {
-      return `image://${this.clusterName}/${this.repository}${suffix(this.tag, this.digest)}`;
+      return `image://${this.clusterName}/${this.repository}${
+        referenceSuffix(this.tag, this.digest)
+      }`;
     }
     return this.asDockerUrl();
   }
@@ -688,7 +523,7 @@ export class LocalImage {
    * @throws {InvalidReferenceError} if the name, tag or digest is invalid
    */
   constructor(name: string, tag?: string, digest?: string) {
-    const ref = name + suffix(tag, digest);
+    const ref = name + referenceSuffix(tag, digest);
     parseDockerName(name, ref);
     if (tag !== undefined) checkTag(tag, ref);
     if (digest !== undefined) checkDigest(digest, ref);
@@ -710,7 +545,7 @@ export class LocalImage {
    * ```
    */
   toString(): string {
-    return this.name + suffix(this.tag, this.digest);
+    return this.name + referenceSuffix(this.tag, this.digest);
   }
 }
 
