@@ -28,12 +28,14 @@ export { Images, type ImagesOptions, type PullOptions, type PushOptions } from "
 export {
   ImageNameParser,
   type ImageNameParserConfig,
-  LocalImage,
   type ParseOptions,
+  type TagOption,
+} from "./lib/reference/parser.ts";
+export {
+  LocalImage,
   RemoteImage,
   type RemoteImageInit,
   Tag,
-  type TagOption,
 } from "./lib/reference/remote_image.ts";
 export {
   AbstractDockerImageProgress,

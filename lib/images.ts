@@ -25,7 +25,8 @@ import type { LayerCompression } from "./copy/compress.ts";
 import type { ImageDestination, ImageSource, ResolvedImage } from "./copy/ends.ts";
 import { RegistryDestination, RegistrySource } from "./copy/registry_end.ts";
 import { type AbstractDockerImageProgress, StepThrottle } from "./progress.ts";
-import { ImageNameParser, LocalImage, RemoteImage, Tag } from "./reference/remote_image.ts";
+import { ImageNameParser } from "./reference/parser.ts";
+import { LocalImage, RemoteImage, Tag } from "./reference/remote_image.ts";
 import {
   ManifestNotFoundError,
   RegistryClient,

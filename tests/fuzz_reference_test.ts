@@ -11,12 +11,11 @@ import fc from "fast-check";
 import { InvalidReferenceError } from "../lib/errors.ts";
 import {
   ImageNameParser,
-  LocalImage,
   parseExternalImage,
   parseLocalImage,
-  RemoteImage,
   type TagOption,
-} from "../lib/reference/remote_image.ts";
+} from "../lib/reference/parser.ts";
+import { LocalImage, RemoteImage } from "../lib/reference/remote_image.ts";
 import { casesRun, check, testTimeout, typed } from "./helpers/fuzz.ts";
 import { linearWork } from "./helpers/work.ts";
 
