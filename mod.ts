@@ -31,12 +31,8 @@ export {
   type ParseOptions,
   type TagOption,
 } from "./lib/reference/parser.ts";
-export {
-  LocalImage,
-  RemoteImage,
-  type RemoteImageInit,
-  Tag,
-} from "./lib/reference/remote_image.ts";
+export { LocalImage } from "./lib/reference/local_image.ts";
+export { RemoteImage, type RemoteImageInit, Tag } from "./lib/reference/remote_image.ts";
 export {
   AbstractDockerImageProgress,
   type ImageProgressPull,

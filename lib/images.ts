@@ -26,7 +26,8 @@ import type { ImageDestination, ImageSource, ResolvedImage } from "./copy/ends.t
 import { RegistryDestination, RegistrySource } from "./copy/registry_end.ts";
 import { type AbstractDockerImageProgress, StepThrottle } from "./progress.ts";
 import { ImageNameParser } from "./reference/parser.ts";
-import { LocalImage, RemoteImage, Tag } from "./reference/remote_image.ts";
+import { LocalImage } from "./reference/local_image.ts";
+import { RemoteImage, Tag } from "./reference/remote_image.ts";
 import {
   ManifestNotFoundError,
   RegistryClient,

@@ -15,7 +15,8 @@ import {
   parseLocalImage,
   type TagOption,
 } from "../lib/reference/parser.ts";
-import { LocalImage, RemoteImage } from "../lib/reference/remote_image.ts";
+import { LocalImage } from "../lib/reference/local_image.ts";
+import { RemoteImage } from "../lib/reference/remote_image.ts";
 import { casesRun, check, testTimeout, typed } from "./helpers/fuzz.ts";
 import { linearWork } from "./helpers/work.ts";
 

@@ -8,7 +8,8 @@ import {
   parseLocalImage,
   type TagOption,
 } from "../lib/reference/parser.ts";
-import { LocalImage, RemoteImage, Tag } from "../lib/reference/remote_image.ts";
+import { LocalImage } from "../lib/reference/local_image.ts";
+import { RemoteImage, Tag } from "../lib/reference/remote_image.ts";
 
 const DIGEST = "sha256:" + "0123456789abcdef".repeat(4);
 const DIGEST_B = "sha256:" + "b".repeat(64);

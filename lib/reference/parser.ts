@@ -1,8 +1,8 @@
 /**
  * Parsing image references: {@linkcode ImageNameParser}, {@linkcode parseLocalImage}
  * and {@linkcode parseExternalImage}, a port of the Apolo SDK's `_parsing_utils`
- * (`_ImageNameParser`); the images they return are in `remote_image.ts`, the grammar
- * they check against in `grammar.ts`.
+ * (`_ImageNameParser`); the images they return are in `local_image.ts` and
+ * `remote_image.ts`, the grammar they check against in `grammar.ts`.
  *
  * Forms a {@linkcode ImageNameParser} reads:
  *
@@ -47,7 +47,8 @@ import {
   splitDomain,
   splitReference,
 } from "./grammar.ts";
-import { LocalImage, RemoteImage } from "./remote_image.ts";
+import { LocalImage } from "./local_image.ts";
+import { RemoteImage } from "./remote_image.ts";
 
 /**
  * How a parser treats the tag of an image reference:
@@ -455,7 +456,7 @@ export class ImageNameParser {
    * @example
    * ```ts
    * import { ImageNameParser } from "./parser.ts";
-   * import { LocalImage } from "./remote_image.ts";
+   * import { LocalImage } from "./local_image.ts";
    * const parser = new ImageNameParser({
    *   clusterName: "default",
    *   owner: "alice",
