@@ -32,7 +32,8 @@ export {
   type TagOption,
 } from "./lib/reference/parser.ts";
 export { LocalImage } from "./lib/reference/local_image.ts";
-export { RemoteImage, type RemoteImageInit, Tag } from "./lib/reference/remote_image.ts";
+export { RemoteImage, type RemoteImageInit } from "./lib/reference/remote_image.ts";
+export { Tag } from "./lib/reference/tag.ts";
 export {
   AbstractDockerImageProgress,
   type ImageProgressPull,

@@ -27,7 +27,8 @@ import { RegistryDestination, RegistrySource } from "./copy/registry_end.ts";
 import { type AbstractDockerImageProgress, StepThrottle } from "./progress.ts";
 import { ImageNameParser } from "./reference/parser.ts";
 import { LocalImage } from "./reference/local_image.ts";
-import { RemoteImage, Tag } from "./reference/remote_image.ts";
+import { RemoteImage } from "./reference/remote_image.ts";
+import { Tag } from "./reference/tag.ts";
 import {
   ManifestNotFoundError,
   RegistryClient,

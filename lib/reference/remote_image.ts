@@ -1,7 +1,6 @@
 /**
- * {@linkcode RemoteImage}, an image in a registry (a platform image of an Apolo
- * cluster, or an external one), and {@linkcode Tag}, one tag of a remote image and its
- * size. Each validates its fields against the reference grammar and is immutable.
+ * {@linkcode RemoteImage}: an image in a registry (a platform image of an Apolo cluster,
+ * or an external one), validated against the reference grammar; immutable.
  *
  * @example
  * ```ts
@@ -366,42 +365,5 @@ export class RemoteImage {
       registry: this.registry,
       clusterName: this.clusterName,
     };
-  }
-}
-
-/**
- * Information about one tag of a remote image: its name and size in bytes (the sum of
- * the manifest's layer sizes). For an image asked for by digest alone, the name is
- * that digest.
- *
- * @example
- * ```ts
- * import { Tag } from "./remote_image.ts";
- * const tag = new Tag("latest", 28_000_000);
- * console.log(tag.name, tag.size);
- * ```
- */
-export class Tag {
-  /** The tag, e.g. `latest` (or the digest `sha256:…` of an image asked for by digest). */
-  readonly name: string;
-  /** Size in bytes. */
-  readonly size: number;
-
-  /**
-   * Validates and freezes the fields.
-   *
-   * @param name the tag, or a digest `sha256:<64 hex digits>`
-   * @param size size in bytes, a non-negative integer
-   * @throws {InvalidReferenceError} if the tag or size is invalid
-   */
-  constructor(name: string, size: number) {
-    if (name.startsWith("sha256:")) checkDigest(name, name);
-    else checkTag(name, name);
-    if (!Number.isSafeInteger(size) || size < 0) {
-      fail(`tag size must be a non-negative integer, got ${size}`, name);
-    }
-    this.name = name;
-    this.size = size;
-    Object.freeze(this);
   }
 }
