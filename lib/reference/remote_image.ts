@@ -27,7 +27,8 @@ import {
 } from "./grammar.ts";
 
 /**
- * The fields of a {@linkcode RemoteImage}.
+ * The fields of a {@linkcode RemoteImage}, as its constructor takes them: picked from
+ * the class, so the two cannot drift apart (see the class for what each means).
  *
  * @example
  * ```ts
@@ -36,22 +37,10 @@ import {
  * new RemoteImage(init).toString(); // "ubuntu:22.04"
  * ```
  */
-export interface RemoteImageInit {
-  /** Repository name below the owner (platform) or the registry host (external). */
-  readonly name: string;
-  /** Tag, or undefined for none. */
-  readonly tag?: string;
-  /** Digest `sha256:<64 hex digits>`, or undefined for none. */
-  readonly digest?: string;
-  /** Owner (user or project) of a platform image. */
-  readonly owner?: string;
-  /** Organization of a platform image, if any. */
-  readonly orgName?: string;
-  /** Registry host (`host[:port]`); undefined for Docker Hub. */
-  readonly registry?: string;
-  /** Cluster of a platform image. */
-  readonly clusterName?: string;
-}
+export type RemoteImageInit = Pick<
+  RemoteImage,
+  "name" | "tag" | "digest" | "owner" | "orgName" | "registry" | "clusterName"
+>;
 
 /**
  * An image in a registry: either a platform image (hosted by an Apolo cluster, with
