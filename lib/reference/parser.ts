@@ -111,6 +111,17 @@ function checkNoUrlScheme(text: string): void {
   if (scheme) fail(`unsupported scheme "${scheme[1]}:" (only image: is allowed)`, text);
 }
 
+/**
+ * Checks a plain Docker reference (neither `image:`, rejected with `imageSchemeProblem`,
+ * nor a URL) and splits it into name, tag and digest.
+ */
+function splitDockerReference(text: string, imageSchemeProblem: string): Split {
+  checkCommon(text);
+  if (text.startsWith(IMAGE_SCHEME)) fail(imageSchemeProblem, text);
+  checkNoUrlScheme(text);
+  return splitReference(text, text);
+}
+
 function applyTagOption(
   split: Split,
   options: ParseOptions,
@@ -157,12 +168,7 @@ function applyTagOption(
  * ```
  */
 export function parseLocalImage(text: string, options: ParseOptions = {}): LocalImage {
-  checkCommon(text);
-  if (text.startsWith(IMAGE_SCHEME)) {
-    fail("the image: scheme is not allowed for a local image", text);
-  }
-  checkNoUrlScheme(text);
-  const split = splitReference(text, text);
+  const split = splitDockerReference(text, "the image: scheme is not allowed for a local image");
   parseDockerName(split.name, text);
   const { tag, digest } = applyTagOption(split, options, text);
   return new LocalImage(split.name, tag, digest);
@@ -189,12 +195,10 @@ export function parseLocalImage(text: string, options: ParseOptions = {}): Local
  * ```
  */
 export function parseExternalImage(text: string, options: ParseOptions = {}): RemoteImage {
-  checkCommon(text);
-  if (text.startsWith(IMAGE_SCHEME)) {
-    fail("an image: reference needs the platform configuration (use ImageNameParser)", text);
-  }
-  checkNoUrlScheme(text);
-  const split = splitReference(text, text);
+  const split = splitDockerReference(
+    text,
+    "an image: reference needs the platform configuration (use ImageNameParser)",
+  );
   const { domain, path } = parseDockerName(split.name, text);
   const { tag, digest } = applyTagOption(split, options, text);
   return new RemoteImage({ name: path, registry: domain, tag, digest });
