@@ -5,10 +5,20 @@
  * writes.
  *
  * This is deliberately small: it parses what archives contain, not every reference form
- * the command line accepts.
+ * the command line accepts. Components, tags and digests follow the reference grammar
+ * (`../reference/grammar.ts`); text outside it gives undefined rather than an error.
  *
  * @module
  */
+
+import {
+  DOCKER_HUB,
+  DOCKER_HUB_ALIASES,
+  isDigest,
+  isPathComponent,
+  isTag,
+  splitNameTagDigest,
+} from "../reference/grammar.ts";
 
 /** A docker reference split into its parts. */
 export interface ImageNameParts {
@@ -22,10 +32,6 @@ export interface ImageNameParts {
   digest?: string;
 }
 
-const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
-
 /**
  * Splits a docker reference (`[host/]path[:tag][@digest]`) into its parts; undefined
  * when it is not one.
@@ -37,30 +43,18 @@ const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
  * ```
  */
 export function parseImageName(text: string): ImageNameParts | undefined {
-  let rest = text;
-  let digest: string | undefined;
-  const at = rest.indexOf("@");
-  if (at >= 0) {
-    digest = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-    if (!DIGEST.test(digest)) return undefined;
-  }
-  let tag: string | undefined;
-  const colon = rest.lastIndexOf(":");
-  if (colon > rest.lastIndexOf("/")) {
-    tag = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
-    if (!TAG.test(tag)) return undefined;
-  }
-  const parts = rest.split("/");
-  let domain = "docker.io";
+  const { name, tag, digest } = splitNameTagDigest(text);
+  if (digest !== undefined && !isDigest(digest)) return undefined;
+  if (tag !== undefined && !isTag(tag)) return undefined;
+  const parts = name.split("/");
+  let domain = DOCKER_HUB;
   if (parts.length > 1 && (/[.:]/.test(parts[0]) || parts[0] === "localhost")) {
     domain = parts.shift()!;
     if (!/^[A-Za-z0-9.-]+(?::[0-9]+)?$/.test(domain)) return undefined;
   }
-  if (domain === "index.docker.io" || domain === "registry-1.docker.io") domain = "docker.io";
-  if (parts.length === 0 || !parts.every((p) => COMPONENT.test(p))) return undefined;
-  if (domain === "docker.io" && parts.length === 1) parts.unshift("library");
+  if (DOCKER_HUB_ALIASES.has(domain)) domain = DOCKER_HUB;
+  if (parts.length === 0 || !parts.every((p) => isPathComponent(p))) return undefined;
+  if (domain === DOCKER_HUB && parts.length === 1) parts.unshift("library");
   return { domain, path: parts.join("/"), tag, digest };
 }
 

@@ -33,8 +33,10 @@ const DOMAIN_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/;
 const IPV6_HOST = /^\[[0-9A-Fa-f:.]+\]$/;
 const PORT = /^[0-9]{1,5}$/;
 const CLUSTER = /^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$/;
-const DIGEST_ALGORITHM = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*$/;
+const ALGORITHM = "[a-z0-9]+(?:[.+_-][a-z0-9]+)*";
+const DIGEST_ALGORITHM = new RegExp(`^${ALGORITHM}$`);
 const SHA256_HEX = /^[a-f0-9]{64}$/;
+const DIGEST = new RegExp(`^${ALGORITHM}:[a-zA-Z0-9=_-]{32,}$`);
 
 /**
  * The registry host Docker Hub is known by.
@@ -98,6 +100,59 @@ export function fail(problem: string, reference: string): never {
  */
 export function quote(text: string): string {
   return JSON.stringify(text);
+}
+
+/**
+ * Whether a text is one path component of an image name (Docker's grammar).
+ *
+ * @param value the text
+ * @returns true if it is
+ *
+ * @example
+ * ```ts
+ * import { isPathComponent } from "./grammar.ts";
+ * isPathComponent("my-app"); // true
+ * isPathComponent("My-App"); // false
+ * ```
+ */
+export function isPathComponent(value: string): boolean {
+  return PATH_COMPONENT.test(value);
+}
+
+/**
+ * Whether a text is a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]*`, at most 128 characters.
+ *
+ * @param value the text
+ * @returns true if it is
+ *
+ * @example
+ * ```ts
+ * import { isTag } from "./grammar.ts";
+ * isTag("v1.0"); // true
+ * isTag(".v1"); // false
+ * ```
+ */
+export function isTag(value: string): boolean {
+  return value.length <= TAG_MAX && TAG_PATTERN.test(value);
+}
+
+/**
+ * Whether a text has the form of a digest of any algorithm, `<algorithm>:<encoded>` with
+ * at least 32 encoded characters, as archives may store it ({@linkcode checkDigest}
+ * takes only the `sha256` the platform supports).
+ *
+ * @param value the text
+ * @returns true if it is
+ *
+ * @example
+ * ```ts
+ * import { isDigest } from "./grammar.ts";
+ * isDigest("sha512:" + "0".repeat(128)); // true
+ * isDigest("sha256:abc"); // false
+ * ```
+ */
+export function isDigest(value: string): boolean {
+  return DIGEST.test(value);
 }
 
 /**
@@ -363,8 +418,35 @@ export interface Split {
 }
 
 /**
- * Splits `name[:tag][@digest]`, checking the tag and digest; a colon before the last
- * `/` stays in the name (a port).
+ * Splits `name[:tag][@digest]` without checking any part: the digest is what follows
+ * the first `@`, the tag what follows the last `:` after the last `/` (a colon before
+ * it stays in the name: a port).
+ *
+ * @param text the reference
+ * @returns its name, tag and digest, as written
+ *
+ * @example
+ * ```ts
+ * import { splitNameTagDigest } from "./grammar.ts";
+ * splitNameTagDigest("localhost:5000/app:1"); // { name: "localhost:5000/app", tag: "1", digest: undefined }
+ * ```
+ */
+export function splitNameTagDigest(text: string): Split {
+  const at = text.indexOf("@");
+  const digest = at < 0 ? undefined : text.slice(at + 1);
+  let name = at < 0 ? text : text.slice(0, at);
+  let tag: string | undefined;
+  const colon = name.lastIndexOf(":");
+  if (colon > name.lastIndexOf("/")) {
+    tag = name.slice(colon + 1);
+    name = name.slice(0, colon);
+  }
+  return { name, tag, digest };
+}
+
+/**
+ * Splits `name[:tag][@digest]` ({@linkcode splitNameTagDigest}), checking the tag and
+ * digest.
  *
  * @param text the reference, or the part of it after a cluster or registry host
  * @param ref the whole reference, for the message
@@ -378,30 +460,22 @@ export interface Split {
  * ```
  */
 export function splitReference(text: string, ref: string): Split {
-  let rest = text;
-  let digest: string | undefined;
-  const at = rest.indexOf("@");
-  if (at >= 0) {
-    digest = rest.slice(at + 1);
-    rest = rest.slice(0, at);
+  const split = splitNameTagDigest(text);
+  const { name, tag, digest } = split;
+  if (digest !== undefined) {
     if (digest.includes("@")) fail("more than one '@': expected <name>[:<tag>][@<digest>]", ref);
     checkDigest(digest, ref);
   }
-  const last = rest.slice(rest.lastIndexOf("/") + 1);
-  const colons = last.split(":").length - 1;
-  if (colons > 1) {
-    fail(`too many colons in ${quote(last)}: expected <name>[:<tag>]`, ref);
-  }
-  let tag: string | undefined;
-  if (colons === 1) {
-    const colon = rest.lastIndexOf(":");
-    tag = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
+  if (tag !== undefined) {
+    const lastComponent = name.slice(name.lastIndexOf("/") + 1);
+    if (lastComponent.includes(":")) {
+      fail(`too many colons in ${quote(`${lastComponent}:${tag}`)}: expected <name>[:<tag>]`, ref);
+    }
     if (tag === "") fail("empty tag after ':'", ref);
     checkTag(tag, ref);
   }
-  if (rest === "") fail("empty image name", ref);
-  return { name: rest, tag, digest };
+  if (name === "") fail("empty image name", ref);
+  return split;
 }
 
 /**
