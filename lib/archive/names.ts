@@ -5,8 +5,9 @@
  * writes.
  *
  * This is deliberately small: it parses what archives contain, not every reference form
- * the command line accepts. Components, tags and digests follow the reference grammar
- * (`../reference/grammar.ts`); text outside it gives undefined rather than an error.
+ * the command line accepts. Registry hosts, components, tags and digests follow the
+ * reference grammar (`../reference/grammar.ts`); text outside it gives undefined rather
+ * than an error.
  *
  * @module
  */
@@ -15,8 +16,10 @@ import {
   DOCKER_HUB,
   DOCKER_HUB_ALIASES,
   isDigest,
+  isDomain,
   isPathComponent,
   isTag,
+  splitDomain,
   splitNameTagDigest,
 } from "../reference/grammar.ts";
 
@@ -46,14 +49,11 @@ export function parseImageName(text: string): ImageNameParts | undefined {
   const { name, tag, digest } = splitNameTagDigest(text);
   if (digest !== undefined && !isDigest(digest)) return undefined;
   if (tag !== undefined && !isTag(tag)) return undefined;
-  const parts = name.split("/");
-  let domain = DOCKER_HUB;
-  if (parts.length > 1 && (/[.:]/.test(parts[0]) || parts[0] === "localhost")) {
-    domain = parts.shift()!;
-    if (!/^[A-Za-z0-9.-]+(?::[0-9]+)?$/.test(domain)) return undefined;
-  }
-  if (DOCKER_HUB_ALIASES.has(domain)) domain = DOCKER_HUB;
-  if (parts.length === 0 || !parts.every((p) => isPathComponent(p))) return undefined;
+  const { domain: host, path } = splitDomain(name);
+  if (host !== undefined && !isDomain(host)) return undefined;
+  const domain = host === undefined || DOCKER_HUB_ALIASES.has(host) ? DOCKER_HUB : host;
+  const parts = path.split("/");
+  if (!parts.every((p) => isPathComponent(p))) return undefined;
   if (domain === DOCKER_HUB && parts.length === 1) parts.unshift("library");
   return { domain, path: parts.join("/"), tag, digest };
 }

@@ -273,7 +273,31 @@ export function checkDigest(digest: string, ref: string): void {
  * ```
  */
 export function checkDomain(domain: string, ref: string): void {
-  if (domain === "") fail("empty registry host", ref);
+  const problem = domainProblem(domain);
+  if (problem !== undefined) fail(problem, ref);
+}
+
+/**
+ * Whether a text is a registry host `host[:port]` ({@linkcode checkDomain} without the
+ * error).
+ *
+ * @param domain the text
+ * @returns true if it is
+ *
+ * @example
+ * ```ts
+ * import { isDomain } from "./grammar.ts";
+ * isDomain("localhost:5000"); // true
+ * isDomain("-bad-.example"); // false
+ * ```
+ */
+export function isDomain(domain: string): boolean {
+  return domainProblem(domain) === undefined;
+}
+
+/** What is wrong with a registry host, or undefined when nothing is. */
+function domainProblem(domain: string): string | undefined {
+  if (domain === "") return "empty registry host";
   let host = domain;
   let port: string | undefined;
   if (domain.startsWith("[")) {
@@ -281,10 +305,10 @@ export function checkDomain(domain: string, ref: string): void {
     host = end < 0 ? domain : domain.slice(0, end + 1);
     const rest = end < 0 ? "" : domain.slice(end + 1);
     if (rest !== "") {
-      if (!rest.startsWith(":")) fail(`invalid registry host ${quote(domain)}`, ref);
+      if (!rest.startsWith(":")) return `invalid registry host ${quote(domain)}`;
       port = rest.slice(1);
     }
-    if (!IPV6_HOST.test(host)) fail(`invalid registry host ${quote(domain)}`, ref);
+    if (!IPV6_HOST.test(host)) return `invalid registry host ${quote(domain)}`;
   } else {
     const colon = domain.indexOf(":");
     if (colon >= 0) {
@@ -292,17 +316,15 @@ export function checkDomain(domain: string, ref: string): void {
       port = domain.slice(colon + 1);
     }
     if (host === "" || !host.split(".").every((label) => DOMAIN_LABEL.test(label))) {
-      fail(
-        `invalid registry host ${
-          quote(host)
-        }: expected DNS labels (letters, digits, inner dashes) joined by '.'`,
-        ref,
-      );
+      return `invalid registry host ${
+        quote(host)
+      }: expected DNS labels (letters, digits, inner dashes) joined by '.'`;
     }
   }
   if (port !== undefined && (!PORT.test(port) || Number(port) > 65535)) {
-    fail(`invalid registry port ${quote(port)} in ${quote(domain)}: expected 0-65535`, ref);
+    return `invalid registry port ${quote(port)} in ${quote(domain)}: expected 0-65535`;
   }
+  return undefined;
 }
 
 /**
