@@ -28,13 +28,12 @@ export { Images, type ImagesOptions, type PullOptions, type PushOptions } from "
 export {
   ImageNameParser,
   type ImageNameParserConfig,
-  LocalImage,
   type ParseOptions,
-  RemoteImage,
-  type RemoteImageInit,
-  Tag,
   type TagOption,
-} from "./lib/reference.ts";
+} from "./lib/reference/parser.ts";
+export { LocalImage } from "./lib/reference/local_image.ts";
+export { RemoteImage, type RemoteImageInit } from "./lib/reference/remote_image.ts";
+export { Tag } from "./lib/reference/tag.ts";
 export {
   AbstractDockerImageProgress,
   type ImageProgressPull,

@@ -25,7 +25,10 @@ import type { LayerCompression } from "./copy/compress.ts";
 import type { ImageDestination, ImageSource, ResolvedImage } from "./copy/ends.ts";
 import { RegistryDestination, RegistrySource } from "./copy/registry_end.ts";
 import { type AbstractDockerImageProgress, StepThrottle } from "./progress.ts";
-import { ImageNameParser, LocalImage, RemoteImage, Tag } from "./reference.ts";
+import { ImageNameParser } from "./reference/parser.ts";
+import { LocalImage } from "./reference/local_image.ts";
+import { RemoteImage } from "./reference/remote_image.ts";
+import { Tag } from "./reference/tag.ts";
 import {
   ManifestNotFoundError,
   RegistryClient,

@@ -5,7 +5,8 @@
  * @module
  */
 
-import type { LocalImage, RemoteImage } from "./reference.ts";
+import type { LocalImage } from "./reference/local_image.ts";
+import type { RemoteImage } from "./reference/remote_image.ts";
 
 /** A push has started: from a local image to a remote one. */
 export interface ImageProgressPush {

@@ -11,12 +11,12 @@ import fc from "fast-check";
 import { InvalidReferenceError } from "../lib/errors.ts";
 import {
   ImageNameParser,
-  LocalImage,
   parseExternalImage,
   parseLocalImage,
-  RemoteImage,
   type TagOption,
-} from "../lib/reference.ts";
+} from "../lib/reference/parser.ts";
+import { LocalImage } from "../lib/reference/local_image.ts";
+import { RemoteImage } from "../lib/reference/remote_image.ts";
 import { casesRun, check, testTimeout, typed } from "./helpers/fuzz.ts";
 import { linearWork } from "./helpers/work.ts";
 

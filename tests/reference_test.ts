@@ -4,13 +4,13 @@ import assert from "node:assert/strict";
 import { InvalidReferenceError } from "../lib/errors.ts";
 import {
   ImageNameParser,
-  LocalImage,
   parseExternalImage,
   parseLocalImage,
-  RemoteImage,
-  Tag,
   type TagOption,
-} from "../lib/reference.ts";
+} from "../lib/reference/parser.ts";
+import { LocalImage } from "../lib/reference/local_image.ts";
+import { RemoteImage } from "../lib/reference/remote_image.ts";
+import { Tag } from "../lib/reference/tag.ts";
 
 const DIGEST = "sha256:" + "0123456789abcdef".repeat(4);
 const DIGEST_B = "sha256:" + "b".repeat(64);

@@ -5,10 +5,23 @@
  * writes.
  *
  * This is deliberately small: it parses what archives contain, not every reference form
- * the command line accepts.
+ * the command line accepts. Registry hosts, components, tags and digests follow the
+ * reference grammar (`../reference/grammar.ts`); text outside it gives undefined rather
+ * than an error.
  *
  * @module
  */
+
+import {
+  DOCKER_HUB,
+  DOCKER_HUB_ALIASES,
+  isDigest,
+  isDomain,
+  isPathComponent,
+  isTag,
+  splitDomain,
+  splitNameTagDigest,
+} from "../reference/grammar.ts";
 
 /** A docker reference split into its parts. */
 export interface ImageNameParts {
@@ -22,10 +35,6 @@ export interface ImageNameParts {
   digest?: string;
 }
 
-const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
-
 /**
  * Splits a docker reference (`[host/]path[:tag][@digest]`) into its parts; undefined
  * when it is not one.
@@ -37,30 +46,15 @@ const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
  * ```
  */
 export function parseImageName(text: string): ImageNameParts | undefined {
-  let rest = text;
-  let digest: string | undefined;
-  const at = rest.indexOf("@");
-  if (at >= 0) {
-    digest = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-    if (!DIGEST.test(digest)) return undefined;
-  }
-  let tag: string | undefined;
-  const colon = rest.lastIndexOf(":");
-  if (colon > rest.lastIndexOf("/")) {
-    tag = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
-    if (!TAG.test(tag)) return undefined;
-  }
-  const parts = rest.split("/");
-  let domain = "docker.io";
-  if (parts.length > 1 && (/[.:]/.test(parts[0]) || parts[0] === "localhost")) {
-    domain = parts.shift()!;
-    if (!/^[A-Za-z0-9.-]+(?::[0-9]+)?$/.test(domain)) return undefined;
-  }
-  if (domain === "index.docker.io" || domain === "registry-1.docker.io") domain = "docker.io";
-  if (parts.length === 0 || !parts.every((p) => COMPONENT.test(p))) return undefined;
-  if (domain === "docker.io" && parts.length === 1) parts.unshift("library");
+  const { name, tag, digest } = splitNameTagDigest(text);
+  if (digest !== undefined && !isDigest(digest)) return undefined;
+  if (tag !== undefined && !isTag(tag)) return undefined;
+  const { domain: host, path } = splitDomain(name);
+  if (host !== undefined && !isDomain(host)) return undefined;
+  const domain = host === undefined || DOCKER_HUB_ALIASES.has(host) ? DOCKER_HUB : host;
+  const parts = path.split("/");
+  if (!parts.every((p) => isPathComponent(p))) return undefined;
+  if (domain === DOCKER_HUB && parts.length === 1) parts.unshift("library");
   return { domain, path: parts.join("/"), tag, digest };
 }
 

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { RemoteImage } from "../reference.ts";
+import type { RemoteImage } from "../reference/remote_image.ts";
 
 /**
  * A size in bytes as a person reads it, in decimal units as `apolo image size` prints

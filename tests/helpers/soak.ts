@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { deflateRawSync, gunzipSync, gzipSync } from "node:zlib";
 import { ImagesError } from "../../lib/errors.ts";
 import { Images } from "../../lib/images.ts";
-import { LocalImage } from "../../lib/reference.ts";
+import { LocalImage } from "../../lib/reference/local_image.ts";
 import { MediaType } from "../../lib/oci/media_types.ts";
 import { describeFaults, type FaultProxy, startFaultProxy } from "./fault_proxy.ts";
 import { type RunningRegistry, startRegistry } from "./registry.ts";
