@@ -12,6 +12,9 @@ import { RegistryConnectionError } from "./errors.ts";
 import { type HttpResponse, type HttpTransport, type RequestBody, show } from "./transport.ts";
 import { backoffDelay, RETRYABLE_STATUSES, type RetryPolicy, sleep } from "./retry.ts";
 
+/** New tokens one request may ask for after the registry refused the one it sent. */
+const MAX_NEW_TOKENS = 2;
+
 /**
  * One request to the registry.
  *
@@ -104,7 +107,7 @@ export class RegistryHttp {
     const replayable = !(req.body instanceof ReadableStream);
     const retryable = req.retry ?? replayable;
     let scopes = req.scopes;
-    let challenged = false;
+    let challenges = 0;
     for (let attempt = 0;;) {
       if (req.signal?.aborted) throw new AbortedError(req.operation);
       const authorization = await this.auth.header(scopes, req.signal, req.operation);
@@ -140,8 +143,11 @@ export class RegistryHttp {
       }
       if (res.status === 401) {
         const outcome = await this.auth.challenged(res, scopes, authorization);
-        if (outcome.retry && !challenged && replayable) {
-          challenged = true;
+        // A second new attempt only for a refused Bearer token: one fetched for the first
+        // may expire on its way too (a registry whose tokens last seconds, a slow link).
+        const allowed = authorization?.startsWith("Bearer ") ? MAX_NEW_TOKENS : 1;
+        if (outcome.retry && challenges < allowed && replayable) {
+          challenges++;
           scopes = outcome.scopes;
           await res.discard();
           continue;
