@@ -30,7 +30,7 @@ import {
   type CompressorPool,
   parallelCompressStream,
 } from "./parallel_compress.ts";
-import type { ImageDestination, ImageSource } from "./ends.ts";
+import type { ImageDestination, ImageSource } from "../ends.ts";
 import { isSuspended } from "../registry/upload.ts";
 import { mapConcurrent } from "./pool.ts";
 import { readAll, streamOf } from "../streams.ts";

@@ -16,7 +16,7 @@ import type {
   ImageSource,
   ResolvedImage,
   TransferOptions,
-} from "./ends.ts";
+} from "../ends.ts";
 import type { BlobCache } from "./blob_cache.ts";
 import type { UploadKey, UploadRecords } from "./upload_records.ts";
 

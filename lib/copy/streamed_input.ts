@@ -18,7 +18,7 @@ import type { Descriptor } from "../oci/manifest.ts";
 import { detectCompression, layerMediaType } from "../oci/media_types.ts";
 import type { BlobCache } from "./blob_cache.ts";
 import type { LayerCompression } from "./compress.ts";
-import type { ImageDestination } from "./ends.ts";
+import type { ImageDestination } from "../ends.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
 import { type CompressorPool, parallelCompressStream } from "./parallel_compress.ts";
 
