@@ -15,8 +15,8 @@ import {
 } from "./errors.ts";
 import { parseManifest, type Platform } from "./oci/manifest.ts";
 import { copyImage, findPlatform, hostPlatform } from "./copy/copy.ts";
-import { BlobCache, defaultCacheDir } from "./copy/blob_cache.ts";
-import { UploadRecords } from "./copy/upload_records.ts";
+import { BlobCache, defaultCacheDir } from "./blobcache/blob_cache.ts";
+import { UploadRecords } from "./blobcache/upload_records.ts";
 import { mapConcurrent } from "./copy/pool.ts";
 import { isStreamedInput, openStreamedInput } from "./copy/streamed_input.ts";
 import { CompressorPool } from "./copy/parallel_compress.ts";

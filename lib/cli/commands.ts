@@ -19,7 +19,7 @@ import type { UploadMode } from "../registry/mod.ts";
 import { humanSize, shortImageUri } from "./format.ts";
 import { type CommandLine, expectArgs, intOption, UsageError } from "./options.ts";
 import { CliProgress, type ProgressMode } from "./progress_view.ts";
-import { defaultCacheDir } from "../copy/blob_cache.ts";
+import { defaultCacheDir } from "../blobcache/blob_cache.ts";
 import { defaultStorePath } from "../store.ts";
 import {
   cacheUsable,

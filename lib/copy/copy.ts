@@ -23,7 +23,7 @@ import { layerMediaType, MediaType } from "../oci/media_types.ts";
 import { hasDockerMediaTypes, ociIndexBytes, ociManifestBytes } from "../oci/convert.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
 import { printableList } from "../printable.ts";
-import type { BlobCache } from "./blob_cache.ts";
+import type { BlobCache } from "../blobcache/blob_cache.ts";
 import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
 import {
   type CompressionPlan,

@@ -17,8 +17,8 @@ import type {
   ResolvedImage,
   TransferOptions,
 } from "../ends.ts";
-import type { BlobCache } from "./blob_cache.ts";
-import type { UploadKey, UploadRecords } from "./upload_records.ts";
+import type { BlobCache } from "../blobcache/blob_cache.ts";
+import type { UploadKey, UploadRecords } from "../blobcache/upload_records.ts";
 
 /** Repositories a blob is tried to be mounted from before it is uploaded. */
 const MAX_MOUNT_SOURCES = 3;

@@ -16,7 +16,7 @@ import { type LocalSource, readArchiveStream } from "../archive/mod.ts";
 import { ImagesError } from "../errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { detectCompression, layerMediaType } from "../oci/media_types.ts";
-import type { BlobCache } from "./blob_cache.ts";
+import type { BlobCache } from "../blobcache/blob_cache.ts";
 import type { LayerCompression } from "./compress.ts";
 import type { ImageDestination } from "../ends.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
