@@ -23,7 +23,7 @@ import { CompressorPool } from "./copy/parallel_compress.ts";
 import type { GzipEngineChoice } from "./copy/native_gzip.ts";
 import type { LayerCompression } from "./copy/compress.ts";
 import type { ImageDestination, ImageSource, ResolvedImage } from "./ends.ts";
-import { RegistryDestination, RegistrySource } from "./copy/registry_end.ts";
+import { RegistryDestination, RegistrySource } from "./registry/registry_end.ts";
 import { type AbstractDockerImageProgress, StepThrottle } from "./progress.ts";
 import { ImageNameParser, LocalImage, RemoteImage, Tag } from "./reference.ts";
 import {

@@ -7,8 +7,8 @@
 import { AbortedError, DigestMismatchError, ImagesError } from "../errors.ts";
 import { sha256Digest, type VerifiedStream } from "../oci/digest.ts";
 import type { Descriptor } from "../oci/manifest.ts";
-import type { RegistryClient } from "../registry/client.ts";
-import type { UploadResume } from "../registry/upload.ts";
+import type { RegistryClient } from "./client.ts";
+import type { UploadResume } from "./upload.ts";
 import { skipBytes } from "../streams.ts";
 import type {
   BlobInfo,
