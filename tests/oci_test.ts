@@ -16,7 +16,7 @@ import {
 } from "../lib/oci/manifest.ts";
 import { detectCompression, MediaType } from "../lib/oci/media_types.ts";
 import { readAll, skipBytes, streamOf } from "../lib/streams.ts";
-import { compressStream, decompressStream } from "../lib/copy/compress.ts";
+import { compressStream, decompressStream } from "../lib/compression/compress.ts";
 import { mapConcurrent } from "../lib/copy/pool.ts";
 
 const encode = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));

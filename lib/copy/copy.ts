@@ -24,12 +24,12 @@ import { hasDockerMediaTypes, ociIndexBytes, ociManifestBytes } from "../oci/con
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
 import { printableList } from "../printable.ts";
 import type { BlobCache } from "../blobcache/blob_cache.ts";
-import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
+import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "../compression/compress.ts";
 import {
   type CompressionPlan,
   type CompressorPool,
   parallelCompressStream,
-} from "./parallel_compress.ts";
+} from "../compression/parallel_compress.ts";
 import type { ImageDestination, ImageSource } from "../ends.ts";
 import { isSuspended } from "../registry/upload.ts";
 import { mapConcurrent } from "./pool.ts";
