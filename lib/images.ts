@@ -14,7 +14,8 @@ import {
   PinnedDigestError,
 } from "./errors.ts";
 import { parseManifest, type Platform } from "./oci/manifest.ts";
-import { copyImage, findPlatform, hostPlatform } from "./copy/copy.ts";
+import { copyImage } from "./copy/copy.ts";
+import { findPlatform, hostPlatform } from "./oci/platform.ts";
 import { BlobCache, defaultCacheDir } from "./blobcache/blob_cache.ts";
 import { UploadRecords } from "./blobcache/upload_records.ts";
 import { mapConcurrent } from "./copy/pool.ts";

@@ -11,7 +11,6 @@ import { ImagesError, NotFoundError } from "../errors.ts";
 import { sha256Digest } from "../oci/digest.ts";
 import {
   type Descriptor,
-  formatPlatform,
   type ImageIndex,
   type ImageManifest,
   MAX_MANIFEST_BYTES,
@@ -19,6 +18,7 @@ import {
   parseManifest,
   type Platform,
 } from "../oci/manifest.ts";
+import { findPlatform, formatPlatform, hostPlatform } from "../oci/platform.ts";
 import { layerMediaType, MediaType } from "../oci/media_types.ts";
 import { hasDockerMediaTypes, ociIndexBytes, ociManifestBytes } from "../oci/convert.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
@@ -115,44 +115,6 @@ export async function copyImage(
     await destination.abort().catch(() => {});
     throw error;
   }
-}
-
-/** The host's platform, in OCI words. */
-export function hostPlatform(): Platform {
-  const arch = ({
-    x64: "amd64",
-    arm64: "arm64",
-    arm: "arm",
-    ia32: "386",
-    ppc64: "ppc64le",
-    s390x: "s390x",
-  } as Record<string, string>)[
-    globalThis.process?.arch ?? "x64"
-  ] ?? "amd64";
-  return { os: "linux", architecture: arch };
-}
-
-/**
- * The entry of an index for a platform (a variant is matched only when asked for).
- *
- * @example
- * ```ts ignore
- * import { findPlatform, hostPlatform } from "./copy.ts";
- * const child = findPlatform(index.manifests, hostPlatform());
- * ```
- */
-export function findPlatform(
-  manifests: readonly Descriptor[],
-  wanted: Platform,
-): Descriptor | undefined {
-  return manifests.find((d) => platformMatches(d.platform, wanted));
-}
-
-/** Whether an index entry's platform matches the one asked for. */
-function platformMatches(candidate: Platform | undefined, wanted: Platform): boolean {
-  if (!candidate) return false;
-  if (candidate.os !== wanted.os || candidate.architecture !== wanted.architecture) return false;
-  return wanted.variant === undefined || candidate.variant === wanted.variant;
 }
 
 /** The manifest family an uncompressed layer belongs to, by its media type. */
