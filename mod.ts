@@ -71,5 +71,4 @@ export { defaultStorePath, type OutputFormat } from "./lib/store.ts";
 export { defaultCacheDir } from "./lib/blobcache/blob_cache.ts";
 export type { Platform } from "./lib/oci/manifest.ts";
 export type { UploadMode } from "./lib/registry/mod.ts";
-export type { GzipEngine, GzipEngineChoice } from "./lib/compression/native_gzip.ts";
-export type { LayerCompression } from "./lib/compression/compress.ts";
+export type { GzipEngine, GzipEngineChoice, LayerCompression } from "./lib/compression/engines.ts";

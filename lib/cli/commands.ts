@@ -10,9 +10,12 @@ import process from "node:process";
 import { ImagesError, InvalidReferenceError } from "../errors.ts";
 import { printable } from "../printable.ts";
 import { Images } from "../images.ts";
-import type { LayerCompression } from "../compression/compress.ts";
 import { mapConcurrent } from "../copy/pool.ts";
-import { GZIP_ENGINE_CHOICES, type GzipEngineChoice } from "../compression/native_gzip.ts";
+import {
+  GZIP_ENGINE_CHOICES,
+  type GzipEngineChoice,
+  type LayerCompression,
+} from "../compression/engines.ts";
 import type { Platform } from "../oci/manifest.ts";
 import { parsePlatform } from "../oci/platform.ts";
 import type { LocalImage, RemoteImage, TagOption } from "../reference.ts";

@@ -14,6 +14,13 @@ import { createHash } from "node:crypto";
 import process from "node:process";
 import zlib from "node:zlib";
 import { ImagesError } from "../errors.ts";
+import {
+  DEFAULT_LEVEL,
+  GZIP_ENGINE_CHOICES,
+  type GzipEngine,
+  type GzipEngineChoice,
+  type NativeEngine,
+} from "./engines.ts";
 import { ISAL_NAMES, openIsal } from "./isal.ts";
 import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
 import { libdeflateWasmModule, openWasmGzip, type WasmGzip } from "./wasm_gzip.ts";
@@ -105,49 +112,6 @@ export async function gzipMemberAsync(
   return scratch.bytes.slice(0, written);
 }
 
-/**
- * What compresses gzip blocks: a native library, libdeflate built as WebAssembly
- * (./wasm_gzip.ts), or zlib (`node:zlib`).
- */
-export type GzipEngine = "isal" | "libdeflate" | "libdeflate-wasm" | "zlib";
-
-/**
- * An engine, or `auto`: the fastest that loads and proves sound (ISA-L, libdeflate,
- * libdeflate as WebAssembly, zlib).
- */
-export type GzipEngineChoice = "auto" | GzipEngine;
-
-/** Every {@linkcode GzipEngineChoice}, for validating input. */
-export const GZIP_ENGINE_CHOICES: readonly string[] = [
-  "auto",
-  "isal",
-  "libdeflate",
-  "libdeflate-wasm",
-  "zlib",
-];
-
-/** The engines loaded through FFI. */
-type NativeEngine = "isal" | "libdeflate";
-
-/** Whether `engine` is a native library loaded through FFI. */
-export function isNativeEngine(engine: GzipEngine): engine is NativeEngine {
-  return engine === "isal" || engine === "libdeflate";
-}
-
-/**
- * Default level of each engine, chosen by measurement on the benchmark's software-like
- * layers in 1 MiB blocks, one core (bench/README.md): ISA-L level 3 makes 527 MiB/s at
- * ratio 0.402, libdeflate level 1 273 MiB/s at 0.403, zlib level 2 179 MiB/s at 0.414
- * (zlib level 6: 85 MiB/s at 0.402). libdeflate as WebAssembly at level 1 makes about
- * 150 MiB/s at 0.407 in 512 KiB blocks; its level 2 only 80–100.
- */
-export const GZIP_DEFAULT_LEVEL: Record<GzipEngine, number> = {
-  isal: 3,
-  libdeflate: 1,
-  "libdeflate-wasm": 1,
-  zlib: 2,
-};
-
 /** An engine settled for a push. */
 export interface ChosenGzip {
   engine: GzipEngine;
@@ -221,7 +185,7 @@ export class GzipEngines {
       : ["libdeflate", "zlib"];
     const problems: string[] = [];
     for (const engine of candidates) {
-      const used = level ?? GZIP_DEFAULT_LEVEL[engine];
+      const used = level ?? DEFAULT_LEVEL[engine];
       if (engine === "zlib") {
         return { engine, level: used, fingerprint: `zlib-${process.versions.zlib}` };
       }

@@ -12,17 +12,16 @@ import { availableParallelism } from "node:os";
 import process from "node:process";
 import zlib from "node:zlib";
 import { ImagesError } from "../errors.ts";
-import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
-import { compressWorkerSource } from "./compress_worker.ts";
+import { compressStream } from "./compress.ts";
 import {
+  defaultLevel,
   type GzipEngine,
   type GzipEngineChoice,
-  GzipEngines,
-  gzipMemberAsync,
-  type GzipScratch,
   isNativeEngine,
-  type NativeGzip,
-} from "./native_gzip.ts";
+  type LayerCompression,
+} from "./engines.ts";
+import { compressWorkerSource } from "./compress_worker.ts";
+import { GzipEngines, gzipMemberAsync, type GzipScratch, type NativeGzip } from "./native_gzip.ts";
 import { markDisposable, noteGarbage } from "../gc.ts";
 import {
   adoptChunk,
@@ -128,7 +127,7 @@ export class CompressorPool {
   async plan(format: LayerCompression, level?: number): Promise<CompressionPlan> {
     const blocks = `blocks-${BLOCK_SIZE}`;
     if (format === "zstd") {
-      const used = level ?? DEFAULT_LEVEL.zstd;
+      const used = level ?? defaultLevel("zstd");
       return {
         engine: "zlib",
         level: used,
@@ -361,7 +360,7 @@ function workersAvailable(): boolean {
 export function parallelCompressStream(
   pool: CompressorPool,
   format: LayerCompression,
-  level: number = DEFAULT_LEVEL[format],
+  level: number = defaultLevel(format),
   engine: GzipEngine = "zlib",
 ): TransformStream<Uint8Array, Uint8Array> {
   if (!workersAvailable()) return compressStream(format, { level });

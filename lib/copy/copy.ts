@@ -24,7 +24,8 @@ import { hasDockerMediaTypes, ociIndexBytes, ociManifestBytes } from "../oci/con
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
 import { printableList } from "../printable.ts";
 import type { BlobCache } from "../blobcache/blob_cache.ts";
-import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "../compression/compress.ts";
+import { compressStream } from "../compression/compress.ts";
+import { defaultLevel, type LayerCompression } from "../compression/engines.ts";
 import {
   type CompressionPlan,
   type CompressorPool,
@@ -402,7 +403,7 @@ class Copier {
   #plan(compression: { format: LayerCompression; level?: number }): Promise<CompressionPlan> {
     const pool = this.#options.compressors;
     if (pool) return pool.plan(compression.format, compression.level);
-    const level = compression.level ?? DEFAULT_LEVEL[compression.format];
+    const level = compression.level ?? defaultLevel(compression.format);
     const settings = `${compression.format}-${level}-stream-zlib-${process.versions.zlib}`;
     return Promise.resolve({ engine: "zlib", level, settings });
   }

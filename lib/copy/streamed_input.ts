@@ -17,7 +17,7 @@ import { ImagesError } from "../errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { detectCompression, layerMediaType } from "../oci/media_types.ts";
 import type { BlobCache } from "../blobcache/blob_cache.ts";
-import type { LayerCompression } from "../compression/compress.ts";
+import type { LayerCompression } from "../compression/engines.ts";
 import type { ImageDestination } from "../ends.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
 import { type CompressorPool, parallelCompressStream } from "../compression/parallel_compress.ts";
