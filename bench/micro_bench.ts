@@ -27,7 +27,8 @@ import zlib from "node:zlib";
 import { TarIndex } from "../lib/archive/tar_index.ts";
 import { compressStream, decompressStream } from "../lib/compression/compress.ts";
 import { BLOCK_SIZE, compressBlock } from "../lib/compression/parallel_compress.ts";
-import { GzipEngines, gzipMember } from "../lib/compression/native_gzip.ts";
+import { GzipEngines } from "../lib/compression/gzip_engines.ts";
+import { gzipMember } from "../lib/compression/native_gzip.ts";
 import type { GzipEngine, LayerCompression } from "../lib/compression/engines.ts";
 import { ContentStream, layerChunks, planLayer } from "./content.ts";
 

@@ -21,7 +21,8 @@ import {
   type LayerCompression,
 } from "./engines.ts";
 import { compressWorkerSource } from "./compress_worker.ts";
-import { GzipEngines, gzipMemberAsync, type GzipScratch, type NativeGzip } from "./native_gzip.ts";
+import { GzipEngines } from "./gzip_engines.ts";
+import { gzipMemberAsync, type GzipScratch, type NativeGzip } from "./native_gzip.ts";
 import { markDisposable, noteGarbage } from "../gc.ts";
 import {
   adoptChunk,
