@@ -16,12 +16,39 @@ import {
   GZIP_ENGINE_CHOICES,
   type GzipEngine,
   type GzipEngineChoice,
+  isNativeEngine,
   type NativeEngine,
 } from "./engines.ts";
 import { ISAL_NAMES, openIsal } from "./isal.ts";
 import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
 import { gzipMember, type NativeGzip } from "./native_gzip.ts";
 import { libdeflateWasmModule, openWasmGzip, type WasmGzip } from "./wasm_gzip.ts";
+
+/**
+ * gzip on one engine, on this thread: the four engines behind one call, so choosing and
+ * checking an engine, and the calling thread's share of a layer's blocks, need not know
+ * which one runs.
+ */
+export interface BlockGzip {
+  /** Which engine. */
+  readonly engine: GzipEngine;
+  /**
+   * Compresses `block` at `level` (the engine's own scale) into one complete gzip member
+   * in memory of its own; the block is left as it was. `crc`: the block's CRC-32 when the
+   * caller has it (libdeflate as WebAssembly uses it instead of computing it; the bytes
+   * are the same).
+   */
+  member(block: Uint8Array, level: number, crc?: number): Uint8Array;
+}
+
+/** gzip on `node:zlib`, which always runs. */
+const ZLIB_GZIP: BlockGzip = {
+  engine: "zlib",
+  member(block, level) {
+    const out = zlib.gzipSync(block, { level });
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  },
+};
 
 /** An engine settled for a push. */
 export interface ChosenGzip {
@@ -97,40 +124,9 @@ export class GzipEngines {
     const problems: string[] = [];
     for (const engine of candidates) {
       const used = level ?? DEFAULT_LEVEL[engine];
-      if (engine === "zlib") {
-        return { engine, level: used, fingerprint: `zlib-${process.versions.zlib}` };
-      }
-      if (engine === "libdeflate-wasm") {
-        try {
-          this.#wasmModule ??= await libdeflateWasmModule();
-          const wasm = this.wasm();
-          const fingerprint = this.#fingerprint(
-            engine,
-            used,
-            (sample) => wasm.compress(sample, used).slice(),
-          );
-          return { engine, level: used, fingerprint };
-        } catch (error) {
-          problems.push(`${engine}: ${(error as Error).message}`);
-          continue;
-        }
-      }
-      const native = await this.#load(engine);
-      if (!native) {
-        problems.push(
-          `${engine}: ${
-            LIBRARY_NAMES[engine][0]
-          } did not load (not installed, or Deno lacks --allow-ffi)`,
-        );
-        continue;
-      }
       try {
-        const fingerprint = this.#fingerprint(
-          native.name,
-          used,
-          (sample) => gzipMember(native, sample, used, {}),
-        );
-        return { engine, level: used, fingerprint };
+        const gzip = await this.#open(engine);
+        return { engine, level: used, fingerprint: this.#fingerprint(gzip, used) };
       } catch (error) {
         problems.push(`${engine}: ${(error as Error).message}`);
       }
@@ -139,6 +135,22 @@ export class GzipEngines {
       `gzip engine ${this.#choice} cannot run: ${problems.join("; ")}`,
       "COMPRESSION_UNAVAILABLE",
     );
+  }
+
+  /**
+   * `engine` on this thread, once {@linkcode GzipEngines.choose} picked it (zlib always):
+   * undefined while it is not loaded.
+   */
+  gzip(engine: GzipEngine): BlockGzip | undefined {
+    if (engine === "zlib") return ZLIB_GZIP;
+    if (engine === "libdeflate-wasm") {
+      if (!this.#wasmModule) return undefined;
+      const wasm = this.wasm();
+      return { engine, member: (block, level, crc) => wasm.compress(block, level, crc).slice() };
+    }
+    const native = this.#loaded.get(engine);
+    if (!native) return undefined;
+    return { engine, member: (block, level) => gzipMember(native, block, level, {}) };
   }
 
   /**
@@ -170,6 +182,17 @@ export class GzipEngines {
     this.#fingerprints.clear();
   }
 
+  /** Loads `engine` (a library, or the WebAssembly module) on first use; throws why it cannot. */
+  async #open(engine: GzipEngine): Promise<BlockGzip> {
+    if (engine === "libdeflate-wasm") this.#wasmModule ??= await libdeflateWasmModule();
+    else if (isNativeEngine(engine) && !await this.#load(engine)) {
+      throw new Error(
+        `${LIBRARY_NAMES[engine][0]} did not load (not installed, or Deno lacks --allow-ffi)`,
+      );
+    }
+    return this.gzip(engine)!;
+  }
+
   async #load(engine: NativeEngine): Promise<NativeGzip | undefined> {
     let loading = this.#loading.get(engine);
     if (!loading) {
@@ -187,18 +210,21 @@ export class GzipEngines {
   }
 
   /**
-   * Compresses a fixed sample with `member` and reads it back with zlib: proves the engine
+   * Compresses a fixed sample with `gzip` and reads it back with zlib: proves the engine
    * sound (an ISA-L of another ABI would fail here) and names what it makes, so versions
    * that compress differently never share a cache entry, whatever file they came from.
+   * zlib is named by its version: the runtime's own, never loaded from elsewhere.
    */
-  #fingerprint(name: string, level: number, member: (sample: Uint8Array) => Uint8Array): string {
+  #fingerprint(gzip: BlockGzip, level: number): string {
+    const name = gzip.engine;
+    if (name === "zlib") return `zlib-${process.versions.zlib}`;
     const key = `${name}-${level}`;
     let known = this.#fingerprints.get(key);
     if (!known) {
       const sample = new TextEncoder().encode(
         Array.from({ length: 3000 }, (_, i) => `${(i * 7919) % 1013} layer ${i % 17}\n`).join(""),
       );
-      const packed = member(sample);
+      const packed = gzip.member(sample, level);
       const back = new Uint8Array(zlib.gunzipSync(packed));
       if (back.length !== sample.length || !back.every((byte, i) => byte === sample[i])) {
         throw new Error("its output does not read back as the input");

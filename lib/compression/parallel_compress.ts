@@ -250,8 +250,9 @@ export class CompressorPool {
     const lane = turn === turns - 1 && !native ? this.#size : turn % this.#size;
     if (lane === this.#size) {
       try {
-        const compressed = used === "libdeflate-wasm"
-          ? this.#engines.wasm().compress(block, level, crc).slice()
+        const gzip = format === "gzip" ? this.#engines.gzip(used) : undefined;
+        const compressed = gzip
+          ? gzip.member(block, level, crc)
           : compressBlock(block, format, level);
         this.giveBlock(block);
         return Promise.resolve(compressed);
