@@ -67,8 +67,7 @@ export {
 } from "./lib/registry/errors.ts";
 export type { OciErrorEntry, RegistryErrorInfo } from "./lib/registry/errors.ts";
 export { defaultStorePath, type OutputFormat } from "./lib/store.ts";
-export { defaultCacheDir } from "./lib/copy/blob_cache.ts";
+export { defaultCacheDir } from "./lib/blobcache/blob_cache.ts";
 export type { Platform } from "./lib/oci/manifest.ts";
 export type { UploadMode } from "./lib/registry/mod.ts";
-export type { GzipEngine, GzipEngineChoice } from "./lib/copy/native_gzip.ts";
-export type { LayerCompression } from "./lib/copy/compress.ts";
+export type { GzipEngine, GzipEngineChoice, LayerCompression } from "./lib/compression/engines.ts";

@@ -46,7 +46,7 @@ import { fileURLToPath } from "node:url";
 import { type RunningRegistry, startRegistry } from "../tests/helpers/registry.ts";
 import { run } from "../tests/helpers/tools.ts";
 import { CACHE_DIR, ensureImage, IMAGE_NAME } from "./make_image.ts";
-import { GzipEngines } from "../lib/copy/native_gzip.ts";
+import { GzipEngines } from "../lib/compression/gzip_engines.ts";
 import {
   findProcess,
   measure,

@@ -25,9 +25,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import zlib from "node:zlib";
 import { TarIndex } from "../lib/archive/tar_index.ts";
-import { compressStream, decompressStream, type LayerCompression } from "../lib/copy/compress.ts";
-import { BLOCK_SIZE, compressBlock } from "../lib/copy/parallel_compress.ts";
-import { type GzipEngine, GzipEngines, gzipMember } from "../lib/copy/native_gzip.ts";
+import { compressStream, decompressStream } from "../lib/compression/compress.ts";
+import { BLOCK_SIZE, compressBlock } from "../lib/compression/parallel_compress.ts";
+import { GzipEngines } from "../lib/compression/gzip_engines.ts";
+import { gzipMember } from "../lib/compression/native_gzip.ts";
+import type { GzipEngine, LayerCompression } from "../lib/compression/engines.ts";
 import { ContentStream, layerChunks, planLayer } from "./content.ts";
 
 const MIB = 1024 * 1024;

@@ -14,16 +14,16 @@ import {
   PinnedDigestError,
 } from "./errors.ts";
 import { parseManifest, type Platform } from "./oci/manifest.ts";
-import { copyImage, findPlatform, hostPlatform } from "./copy/copy.ts";
-import { BlobCache, defaultCacheDir } from "./copy/blob_cache.ts";
-import { UploadRecords } from "./copy/upload_records.ts";
+import { copyImage } from "./copy/copy.ts";
+import { findPlatform, hostPlatform } from "./oci/platform.ts";
+import { BlobCache, defaultCacheDir } from "./blobcache/blob_cache.ts";
+import { UploadRecords } from "./blobcache/upload_records.ts";
 import { mapConcurrent } from "./copy/pool.ts";
 import { isStreamedInput, openStreamedInput } from "./copy/streamed_input.ts";
-import { CompressorPool } from "./copy/parallel_compress.ts";
-import type { GzipEngineChoice } from "./copy/native_gzip.ts";
-import type { LayerCompression } from "./copy/compress.ts";
-import type { ImageDestination, ImageSource, ResolvedImage } from "./copy/ends.ts";
-import { RegistryDestination, RegistrySource } from "./copy/registry_end.ts";
+import { CompressorPool } from "./compression/parallel_compress.ts";
+import type { GzipEngineChoice, LayerCompression } from "./compression/engines.ts";
+import type { ImageDestination, ImageSource, ResolvedImage } from "./ends.ts";
+import { RegistryDestination, RegistrySource } from "./registry/registry_end.ts";
 import { type AbstractDockerImageProgress, StepThrottle } from "./progress.ts";
 import { ImageNameParser } from "./reference/parser.ts";
 import { LocalImage } from "./reference/local_image.ts";

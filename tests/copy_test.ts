@@ -1,7 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { copyImage } from "../lib/copy/copy.ts";
-import { decompressStream } from "../lib/copy/compress.ts";
+import { decompressStream } from "../lib/compression/compress.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 import { MediaType } from "../lib/oci/media_types.ts";
 import type { ImageProgressStep } from "../lib/progress.ts";

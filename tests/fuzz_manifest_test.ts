@@ -16,8 +16,8 @@ import {
   parseDescriptor,
   parseJson,
   parseManifest,
-  parsePlatform,
 } from "../lib/oci/manifest.ts";
+import { parsePlatform } from "../lib/oci/platform.ts";
 import { MediaType } from "../lib/oci/media_types.ts";
 import { parseDockerSaveManifest } from "../lib/archive/layout_files.ts";
 import {

@@ -9,9 +9,10 @@ import { writeFile } from "node:fs/promises";
 import { gunzipSync } from "node:zlib";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CompressorPool, parallelCompressStream } from "../lib/copy/parallel_compress.ts";
-import { BLOCK_SIZE } from "../lib/copy/parallel_compress.ts";
-import { type GzipEngine, GzipEngines } from "../lib/copy/native_gzip.ts";
+import { CompressorPool, parallelCompressStream } from "../lib/compression/parallel_compress.ts";
+import { BLOCK_SIZE } from "../lib/compression/parallel_compress.ts";
+import { GzipEngines } from "../lib/compression/gzip_engines.ts";
+import type { GzipEngine } from "../lib/compression/engines.ts";
 import { ownedCopy } from "../lib/chunk_pool.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 import { readAll, streamOf } from "../lib/streams.ts";
@@ -165,7 +166,7 @@ describe("gzip engines", () => {
 
   it("Deno without --allow-ffi: auto takes libdeflate-wasm; a named native engine is a clear error", async () => {
     await withTempDir(async (dir) => {
-      const module = fileURLToPath(new URL("../lib/copy/native_gzip.ts", import.meta.url));
+      const module = fileURLToPath(new URL("../lib/compression/gzip_engines.ts", import.meta.url));
       const script = join(dir, "choose.ts");
       await writeFile(
         script,

@@ -7,16 +7,11 @@ import {
   vouch,
   vouchedDigest,
 } from "../lib/oci/digest.ts";
-import {
-  MAX_LAYERS,
-  MAX_MANIFEST_BYTES,
-  parseConfig,
-  parseManifest,
-  parsePlatform,
-} from "../lib/oci/manifest.ts";
+import { MAX_LAYERS, MAX_MANIFEST_BYTES, parseConfig, parseManifest } from "../lib/oci/manifest.ts";
+import { parsePlatform } from "../lib/oci/platform.ts";
 import { detectCompression, MediaType } from "../lib/oci/media_types.ts";
 import { readAll, skipBytes, streamOf } from "../lib/streams.ts";
-import { compressStream, decompressStream } from "../lib/copy/compress.ts";
+import { compressStream, decompressStream } from "../lib/compression/compress.ts";
 import { mapConcurrent } from "../lib/copy/pool.ts";
 
 const encode = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));

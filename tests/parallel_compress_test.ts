@@ -4,8 +4,8 @@ import {
   BLOCK_SIZE,
   CompressorPool,
   parallelCompressStream,
-} from "../lib/copy/parallel_compress.ts";
-import { decompressStream } from "../lib/copy/compress.ts";
+} from "../lib/compression/parallel_compress.ts";
+import { decompressStream } from "../lib/compression/compress.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 import { detectCompression } from "../lib/oci/media_types.ts";
 import { readAll, streamOf } from "../lib/streams.ts";

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { registryAvailable, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
 import { startCli } from "./helpers/cli.ts";
 import { makeTempDir, removeTempDir, withTempDir } from "./helpers/fs.ts";
-import { UploadRecords } from "../lib/copy/upload_records.ts";
+import { UploadRecords } from "../lib/blobcache/upload_records.ts";
 import {
   layerTar,
   legacySaveEntries,

@@ -14,7 +14,7 @@
  */
 
 import { AbortedError, ImagesError } from "../errors.ts";
-import type { BlobInfo, ImageDestination, TransferOptions } from "../copy/ends.ts";
+import type { BlobInfo, ImageDestination, TransferOptions } from "../ends.ts";
 import { checkDigest, DigestCounter, Verifier, vouchedDigest } from "../oci/digest.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { ImageSet } from "./image_set.ts";

@@ -26,7 +26,7 @@ import {
 } from "node:fs/promises";
 import { join } from "node:path";
 import { AbortedError, ArchiveError, ImagesError } from "../errors.ts";
-import type { BlobInfo, ImageDestination, TransferOptions } from "../copy/ends.ts";
+import type { BlobInfo, ImageDestination, TransferOptions } from "../ends.ts";
 import {
   checkDigest,
   DigestCounter,

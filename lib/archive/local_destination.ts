@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ImageDestination } from "../copy/ends.ts";
+import type { ImageDestination } from "../ends.ts";
 import { openArchiveDestination } from "./archive_destination.ts";
 import { openOciLayoutDestination } from "./layout_destination.ts";
 

@@ -13,7 +13,7 @@
  */
 
 import { ArchiveError, DigestMismatchError, NotFoundError } from "../errors.ts";
-import type { ImageSource, ResolvedImage, TransferOptions } from "../copy/ends.ts";
+import type { ImageSource, ResolvedImage, TransferOptions } from "../ends.ts";
 import {
   sha256Digest,
   streamDigest,

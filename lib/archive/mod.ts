@@ -35,5 +35,5 @@ export type {
   ImageSource,
   ResolvedImage,
   TransferOptions,
-} from "../copy/ends.ts";
+} from "../ends.ts";
 export type { Descriptor, ImageManifest, Platform } from "../oci/manifest.ts";

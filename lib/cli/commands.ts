@@ -10,10 +10,14 @@ import process from "node:process";
 import { ImagesError, InvalidReferenceError } from "../errors.ts";
 import { printable } from "../printable.ts";
 import { Images } from "../images.ts";
-import type { LayerCompression } from "../copy/compress.ts";
 import { mapConcurrent } from "../copy/pool.ts";
-import { GZIP_ENGINE_CHOICES, type GzipEngineChoice } from "../copy/native_gzip.ts";
-import { parsePlatform, type Platform } from "../oci/manifest.ts";
+import {
+  GZIP_ENGINE_CHOICES,
+  type GzipEngineChoice,
+  type LayerCompression,
+} from "../compression/engines.ts";
+import type { Platform } from "../oci/manifest.ts";
+import { parsePlatform } from "../oci/platform.ts";
 import type { LocalImage } from "../reference/local_image.ts";
 import type { RemoteImage } from "../reference/remote_image.ts";
 import type { TagOption } from "../reference/parser.ts";
@@ -21,7 +25,7 @@ import type { UploadMode } from "../registry/mod.ts";
 import { humanSize, shortImageUri } from "./format.ts";
 import { type CommandLine, expectArgs, intOption, UsageError } from "./options.ts";
 import { CliProgress, type ProgressMode } from "./progress_view.ts";
-import { defaultCacheDir } from "../copy/blob_cache.ts";
+import { defaultCacheDir } from "../blobcache/blob_cache.ts";
 import { defaultStorePath } from "../store.ts";
 import {
   cacheUsable,

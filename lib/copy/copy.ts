@@ -11,7 +11,6 @@ import { ImagesError, NotFoundError } from "../errors.ts";
 import { sha256Digest } from "../oci/digest.ts";
 import {
   type Descriptor,
-  formatPlatform,
   type ImageIndex,
   type ImageManifest,
   MAX_MANIFEST_BYTES,
@@ -19,18 +18,20 @@ import {
   parseManifest,
   type Platform,
 } from "../oci/manifest.ts";
+import { findPlatform, formatPlatform, hostPlatform } from "../oci/platform.ts";
 import { layerMediaType, MediaType } from "../oci/media_types.ts";
 import { hasDockerMediaTypes, ociIndexBytes, ociManifestBytes } from "../oci/convert.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
 import { printableList } from "../printable.ts";
-import type { BlobCache } from "./blob_cache.ts";
-import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
+import type { BlobCache } from "../blobcache/blob_cache.ts";
+import { compressStream } from "../compression/compress.ts";
+import { defaultLevel, type LayerCompression } from "../compression/engines.ts";
 import {
   type CompressionPlan,
   type CompressorPool,
   parallelCompressStream,
-} from "./parallel_compress.ts";
-import type { ImageDestination, ImageSource } from "./ends.ts";
+} from "../compression/parallel_compress.ts";
+import type { ImageDestination, ImageSource } from "../ends.ts";
 import { isSuspended } from "../registry/upload.ts";
 import { mapConcurrent } from "./pool.ts";
 import { readAll, streamOf } from "../streams.ts";
@@ -115,44 +116,6 @@ export async function copyImage(
     await destination.abort().catch(() => {});
     throw error;
   }
-}
-
-/** The host's platform, in OCI words. */
-export function hostPlatform(): Platform {
-  const arch = ({
-    x64: "amd64",
-    arm64: "arm64",
-    arm: "arm",
-    ia32: "386",
-    ppc64: "ppc64le",
-    s390x: "s390x",
-  } as Record<string, string>)[
-    globalThis.process?.arch ?? "x64"
-  ] ?? "amd64";
-  return { os: "linux", architecture: arch };
-}
-
-/**
- * The entry of an index for a platform (a variant is matched only when asked for).
- *
- * @example
- * ```ts ignore
- * import { findPlatform, hostPlatform } from "./copy.ts";
- * const child = findPlatform(index.manifests, hostPlatform());
- * ```
- */
-export function findPlatform(
-  manifests: readonly Descriptor[],
-  wanted: Platform,
-): Descriptor | undefined {
-  return manifests.find((d) => platformMatches(d.platform, wanted));
-}
-
-/** Whether an index entry's platform matches the one asked for. */
-function platformMatches(candidate: Platform | undefined, wanted: Platform): boolean {
-  if (!candidate) return false;
-  if (candidate.os !== wanted.os || candidate.architecture !== wanted.architecture) return false;
-  return wanted.variant === undefined || candidate.variant === wanted.variant;
 }
 
 /** The manifest family an uncompressed layer belongs to, by its media type. */
@@ -440,7 +403,7 @@ class Copier {
   #plan(compression: { format: LayerCompression; level?: number }): Promise<CompressionPlan> {
     const pool = this.#options.compressors;
     if (pool) return pool.plan(compression.format, compression.level);
-    const level = compression.level ?? DEFAULT_LEVEL[compression.format];
+    const level = compression.level ?? defaultLevel(compression.format);
     const settings = `${compression.format}-${level}-stream-zlib-${process.versions.zlib}`;
     return Promise.resolve({ engine: "zlib", level, settings });
   }

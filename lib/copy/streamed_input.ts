@@ -16,11 +16,11 @@ import { type LocalSource, readArchiveStream } from "../archive/mod.ts";
 import { ImagesError } from "../errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { detectCompression, layerMediaType } from "../oci/media_types.ts";
-import type { BlobCache } from "./blob_cache.ts";
-import type { LayerCompression } from "./compress.ts";
-import type { ImageDestination } from "./ends.ts";
+import type { BlobCache } from "../blobcache/blob_cache.ts";
+import type { LayerCompression } from "../compression/engines.ts";
+import type { ImageDestination } from "../ends.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
-import { type CompressorPool, parallelCompressStream } from "./parallel_compress.ts";
+import { type CompressorPool, parallelCompressStream } from "../compression/parallel_compress.ts";
 
 /** Options of {@linkcode openStreamedInput}. */
 export interface StreamedInputOptions {

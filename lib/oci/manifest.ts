@@ -264,37 +264,3 @@ export function parseConfig(bytes: Uint8Array, what: string): ImageConfig {
   rootfs.diff_ids.forEach((d, i) => checkDigest(d, `${what} rootfs.diff_ids[${i}]`));
   return doc as ImageConfig;
 }
-
-/**
- * Formats a platform as `os/arch[/variant]`.
- *
- * @example
- * ```ts
- * import { formatPlatform } from "./manifest.ts";
- * formatPlatform({ os: "linux", architecture: "arm64", variant: "v8" }); // "linux/arm64/v8"
- * ```
- */
-export function formatPlatform(p: Platform): string {
-  return [p.os, p.architecture, p.variant].filter(Boolean).join("/");
-}
-
-/**
- * Parses `os/arch[/variant]` into a platform.
- *
- * @example
- * ```ts
- * import { parsePlatform } from "./manifest.ts";
- * parsePlatform("linux/amd64"); // { os: "linux", architecture: "amd64" }
- * ```
- */
-export function parsePlatform(text: string): Platform {
-  const parts = text.split("/");
-  if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === "")) {
-    throw new ImagesError(
-      `invalid platform ${JSON.stringify(text)}: expected OS/ARCH[/VARIANT], e.g. linux/amd64`,
-      "PLATFORM_INVALID",
-    );
-  }
-  const [os, architecture, variant] = parts;
-  return variant ? { os, architecture, variant } : { os, architecture };
-}

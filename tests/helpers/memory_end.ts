@@ -17,7 +17,7 @@ import type {
   ImageSource,
   ResolvedImage,
   TransferOptions,
-} from "../../lib/copy/ends.ts";
+} from "../../lib/ends.ts";
 import { readAll, streamOf } from "../../lib/streams.ts";
 
 /** Blobs, manifests and names in memory; both a source and a destination. */

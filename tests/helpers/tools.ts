@@ -16,7 +16,7 @@ import process from "node:process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import type { ImageDestination, ImageSource } from "../../lib/copy/ends.ts";
+import type { ImageDestination, ImageSource } from "../../lib/ends.ts";
 import { sha256Digest } from "../../lib/oci/digest.ts";
 import { type Descriptor, parseManifest } from "../../lib/oci/manifest.ts";
 import { MediaType } from "../../lib/oci/media_types.ts";

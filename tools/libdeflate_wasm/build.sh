@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds lib/copy/libdeflate_wasm.ts: libdeflate's gzip compressor as WebAssembly, from the
-# Debian source package's upstream tarball (checked against its SHA-256), with Debian's
-# clang and lld. Nothing of libdeflate's source is kept in the repository: only the built
-# module, with its license.
+# Builds lib/compression/libdeflate_wasm.ts: libdeflate's gzip compressor as WebAssembly,
+# from the Debian source package's upstream tarball (checked against its SHA-256), with
+# Debian's clang and lld. Nothing of libdeflate's source is kept in the repository: only the
+# built module, with its license.
 #
 #   apt-get install clang lld curl && bash tools/libdeflate_wasm/build.sh
 #
@@ -14,7 +14,7 @@ VERSION=1.23
 TARBALL=libdeflate_${VERSION}.orig.tar.gz
 SHA256=1ab18349b9fb0ce8a0ca4116bded725be7dcbfa709e19f6f983d99df1fb8b25f
 URL=http://deb.debian.org/debian/pool/main/libd/libdeflate/$TARBALL
-OUT=lib/copy/libdeflate_wasm.ts
+OUT=lib/compression/libdeflate_wasm.ts
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -12,17 +12,17 @@ import { availableParallelism } from "node:os";
 import process from "node:process";
 import zlib from "node:zlib";
 import { ImagesError } from "../errors.ts";
-import { compressStream, DEFAULT_LEVEL, type LayerCompression } from "./compress.ts";
-import { compressWorkerSource } from "./compress_worker.ts";
+import { compressStream } from "./compress.ts";
 import {
+  defaultLevel,
   type GzipEngine,
   type GzipEngineChoice,
-  GzipEngines,
-  gzipMemberAsync,
-  type GzipScratch,
   isNativeEngine,
-  type NativeGzip,
-} from "./native_gzip.ts";
+  type LayerCompression,
+} from "./engines.ts";
+import { compressWorkerSource } from "./compress_worker.ts";
+import { GzipEngines } from "./gzip_engines.ts";
+import { gzipMemberAsync, type GzipScratch, type NativeGzip } from "./native_gzip.ts";
 import { markDisposable, noteGarbage } from "../gc.ts";
 import {
   adoptChunk,
@@ -128,7 +128,7 @@ export class CompressorPool {
   async plan(format: LayerCompression, level?: number): Promise<CompressionPlan> {
     const blocks = `blocks-${BLOCK_SIZE}`;
     if (format === "zstd") {
-      const used = level ?? DEFAULT_LEVEL.zstd;
+      const used = level ?? defaultLevel("zstd");
       return {
         engine: "zlib",
         level: used,
@@ -250,8 +250,9 @@ export class CompressorPool {
     const lane = turn === turns - 1 && !native ? this.#size : turn % this.#size;
     if (lane === this.#size) {
       try {
-        const compressed = used === "libdeflate-wasm"
-          ? this.#engines.wasm().compress(block, level, crc).slice()
+        const gzip = format === "gzip" ? this.#engines.gzip(used) : undefined;
+        const compressed = gzip
+          ? gzip.member(block, level, crc)
           : compressBlock(block, format, level);
         this.giveBlock(block);
         return Promise.resolve(compressed);
@@ -361,7 +362,7 @@ function workersAvailable(): boolean {
 export function parallelCompressStream(
   pool: CompressorPool,
   format: LayerCompression,
-  level: number = DEFAULT_LEVEL[format],
+  level: number = defaultLevel(format),
   engine: GzipEngine = "zlib",
 ): TransformStream<Uint8Array, Uint8Array> {
   if (!workersAvailable()) return compressStream(format, { level });

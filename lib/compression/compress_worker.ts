@@ -5,15 +5,17 @@
  *
  * A worker compresses one block into a complete gzip member or zstd frame and transfers
  * the bytes back: gzip on the engine the message names, a native library (ISA-L or
- * libdeflate, whose loaders it embeds: ./ffi.ts, ./isal.ts, ./libdeflate.ts), libdeflate
- * as WebAssembly (./wasm_gzip.ts; the first such job brings the compiled module), else on
- * zlib. `node:zlib` is imported only when zlib is used: a worker running WebAssembly is
- * then 4.6 MiB smaller on Deno.
+ * libdeflate, whose loaders it embeds: ./ffi.ts with ./ffi_deno.ts and ./ffi_bun.ts,
+ * ./isal.ts, ./libdeflate.ts), libdeflate as WebAssembly (./wasm_gzip.ts; the first such
+ * job brings the compiled module), else on zlib. `node:zlib` is imported only when zlib is
+ * used: a worker running WebAssembly is then 4.6 MiB smaller on Deno.
  *
  * @module
  */
 
 import { openFirstLibrary } from "./ffi.ts";
+import { openBunLibrary } from "./ffi_bun.ts";
+import { openDenoLibrary } from "./ffi_deno.ts";
 import { ISAL_NAMES, openIsal } from "./isal.ts";
 import { LIBDEFLATE_NAMES, openLibdeflate } from "./libdeflate.ts";
 import { gzipMember } from "./native_gzip.ts";
@@ -41,6 +43,8 @@ async function startCollector() {
 let garbage = 0;
 let zlib; // node:zlib, imported on first use
 
+const openBunLibrary = ${openBunLibrary.toString()};
+const openDenoLibrary = ${openDenoLibrary.toString()};
 const openFirstLibrary = ${openFirstLibrary.toString()};
 const openers = {
   isal: () => (${openIsal.toString()})(${JSON.stringify(ISAL_NAMES)}),

@@ -7,8 +7,8 @@
 import { AbortedError, DigestMismatchError, ImagesError } from "../errors.ts";
 import { sha256Digest, type VerifiedStream } from "../oci/digest.ts";
 import type { Descriptor } from "../oci/manifest.ts";
-import type { RegistryClient } from "../registry/client.ts";
-import type { UploadResume } from "../registry/upload_resume.ts";
+import type { RegistryClient } from "./client.ts";
+import type { UploadResume } from "./upload_resume.ts";
 import { skipBytes } from "../streams.ts";
 import type {
   BlobInfo,
@@ -16,9 +16,9 @@ import type {
   ImageSource,
   ResolvedImage,
   TransferOptions,
-} from "./ends.ts";
-import type { BlobCache } from "./blob_cache.ts";
-import type { UploadKey, UploadRecords } from "./upload_records.ts";
+} from "../ends.ts";
+import type { BlobCache } from "../blobcache/blob_cache.ts";
+import type { UploadKey, UploadRecords } from "../blobcache/upload_records.ts";
 
 /** Repositories a blob is tried to be mounted from before it is uploaded. */
 const MAX_MOUNT_SOURCES = 3;

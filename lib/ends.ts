@@ -8,8 +8,8 @@
  * @module
  */
 
-import type { VerifiedStream } from "../oci/digest.ts";
-import type { Descriptor } from "../oci/manifest.ts";
+import type { VerifiedStream } from "./oci/digest.ts";
+import type { Descriptor } from "./oci/manifest.ts";
 
 /** The top-level manifest or index of one image held by a source. */
 export interface ResolvedImage {

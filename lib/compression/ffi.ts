@@ -1,13 +1,17 @@
 /**
  * Loading a native library with the runtime's FFI: Deno's `Deno.dlopen` (with the
- * `--allow-ffi` permission) or Bun's `bun:ffi`. The two describe symbols differently, so
- * callers give both descriptions.
+ * `--allow-ffi` permission, ./ffi_deno.ts) or Bun's `bun:ffi` (./ffi_bun.ts). The two
+ * describe symbols differently, so callers give both descriptions.
  *
- * {@linkcode openFirstLibrary} is self-contained (no imports, no outer names): the
- * compression worker embeds its source text, as it cannot import modules by path.
+ * {@linkcode openFirstLibrary} uses no outer name but {@linkcode openDenoLibrary} and
+ * {@linkcode openBunLibrary}: the compression worker embeds the source text of the three,
+ * as it cannot import modules by path.
  *
  * @module
  */
+
+import { openBunLibrary } from "./ffi_bun.ts";
+import { openDenoLibrary } from "./ffi_deno.ts";
 
 /** A library opened by {@linkcode openFirstLibrary}. */
 export interface OpenedLibrary {
@@ -41,21 +45,7 @@ export async function openFirstLibrary(
   symbols: { bun: Record<string, unknown>; deno: Record<string, unknown> },
 ): Promise<OpenedLibrary | undefined> {
   // deno-lint-ignore no-explicit-any
-  const runtime = globalThis as any;
-  // Bun's FFI module, imported by a computed name so Deno's checker leaves it alone.
-  const bunFfi = runtime.Bun ? await import(["bun", "ffi"].join(":")) : undefined;
-  const deno = bunFfi ? undefined : runtime.Deno;
-  if (!bunFfi) {
-    if (typeof deno?.dlopen !== "function") return undefined;
-    if (deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
-  }
-  for (const name of names) {
-    try {
-      const library = bunFfi ? bunFfi.dlopen(name, symbols.bun) : deno.dlopen(name, symbols.deno);
-      return { library, bunFfi, deno };
-    } catch {
-      // not there: try the next name
-    }
-  }
-  return undefined;
+  return (globalThis as any).Bun
+    ? await openBunLibrary(names, symbols.bun)
+    : openDenoLibrary(names, symbols.deno);
 }

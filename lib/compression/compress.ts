@@ -6,23 +6,13 @@
 
 import zlib from "node:zlib";
 import { ImagesError } from "../errors.ts";
-
-/** Compression applied to uncompressed layers on push. */
-export type LayerCompression = "gzip" | "zstd";
+import { defaultLevel, type LayerCompression } from "./engines.ts";
 
 /** Options of {@linkcode compressStream}. */
 export interface CompressOptions {
   /** gzip: 1–9 (default 2); zstd: 1–19 (default 3). */
   level?: number;
 }
-
-/**
- * Default levels, chosen by measurement on the benchmark's software-like layers: gzip
- * level 2 is about twice as fast as level 6 for 3.5% more bytes (level 1: three times
- * as fast, but 13.5% more bytes), and compression is what a push waits for.
- * `--compression-level 6` gives `docker push`'s ratio.
- */
-export const DEFAULT_LEVEL: Record<LayerCompression, number> = { gzip: 2, zstd: 3 };
 
 /**
  * A stream that compresses what flows through it. Output is deterministic for the same
@@ -39,7 +29,7 @@ export function compressStream(
   format: LayerCompression,
   options: CompressOptions = {},
 ): TransformStream<Uint8Array, Uint8Array> {
-  const level = options.level ?? DEFAULT_LEVEL[format];
+  const level = options.level ?? defaultLevel(format);
   return zlibTransform(
     format === "gzip" ? zlib.createGzip({ level }) : zlib.createZstdCompress({
       params: { [zlib.constants.ZSTD_c_compressionLevel]: level },
