@@ -13,7 +13,7 @@ import {
 import { openOciLayoutDestination } from "../lib/archive/layout_destination.ts";
 import { openLocalSource } from "../lib/archive/local_source.ts";
 import { TarIndex } from "../lib/archive/tar_index.ts";
-import { listDir, makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import { listDir, makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   acquireTestImages,
   copyImage,
@@ -26,7 +26,7 @@ import {
   skopeoManifest,
   syntheticImage,
   type TestImages,
-} from "./helpers/tools.ts";
+} from "../testing/tools.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -8,7 +8,7 @@ import { ArchiveError } from "../lib/errors.ts";
 import { encodeTarHeader } from "../lib/archive/tar_header.ts";
 import { openDockerArchiveDestination } from "../lib/archive/archive_destination.ts";
 import { openLocalSource } from "../lib/archive/local_source.ts";
-import { listDir, makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import { listDir, makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   copyImage,
   docker25SaveEntries,
@@ -17,7 +17,7 @@ import {
   syntheticImage,
   type TarSpec,
   writeTar,
-} from "./helpers/tools.ts";
+} from "../testing/tools.ts";
 
 const hex = (digest: string) => digest.slice("sha256:".length);
 const json = (value: unknown) => JSON.stringify(value);

@@ -8,7 +8,7 @@ import { sha256Digest } from "../lib/oci/digest.ts";
 import { type ImageManifest, parseConfig, parseManifest } from "../lib/oci/manifest.ts";
 import { MediaType } from "../lib/oci/media_types.ts";
 import { type LocalSource, openLocalSource } from "../lib/archive/local_source.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   acquireTestImages,
   docker25SaveEntries,
@@ -21,7 +21,7 @@ import {
   syntheticImage,
   type TestImages,
   writeTar,
-} from "./helpers/tools.ts";
+} from "../testing/tools.ts";
 
 const hex = (digest: string) => digest.slice("sha256:".length);
 const json = (value: unknown) => JSON.stringify(value);

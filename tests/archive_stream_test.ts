@@ -9,10 +9,14 @@ import { ArchiveError } from "../lib/errors.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 import type { Descriptor } from "../lib/oci/manifest.ts";
 import { openLocalSource, readArchiveStream } from "../lib/archive/mod.ts";
-import { cliCommand } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
-import { heapUsed } from "./helpers/fuzz.ts";
-import { registryAvailable, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
+import { cliCommand } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
+import { heapUsed } from "../testing/fuzz.ts";
+import {
+  registryAvailable,
+  type RunningRegistry,
+  startRegistry,
+} from "../testing/docker_registry.ts";
 import {
   docker25SaveEntries,
   layerTar,
@@ -21,7 +25,7 @@ import {
   syntheticImage,
   type TarSpec,
   writeTar,
-} from "./helpers/tools.ts";
+} from "../testing/tools.ts";
 import { encodeTarHeader } from "../lib/archive/tar_header.ts";
 
 const base = layerTar({ "etc/os-release": "ID=test\n" });

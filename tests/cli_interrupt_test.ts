@@ -12,11 +12,11 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { startSlowLink } from "./helpers/slow_link.ts";
-import { startCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
-import { docker25SaveEntries, layerTar, syntheticImage, writeTar } from "./helpers/tools.ts";
+import { type RunningRegistry, startRegistry } from "../testing/docker_registry.ts";
+import { startSlowLink } from "../testing/slow_link.ts";
+import { startCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
+import { docker25SaveEntries, layerTar, syntheticImage, writeTar } from "../testing/tools.ts";
 
 /** Layer sizes, MB: all in flight when the signal comes (and the config, alongside them). */
 const LAYER_MB = [3, 2, 1];

@@ -13,10 +13,14 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { connect, createServer as createTcpServer, type Server } from "node:net";
 import { join } from "node:path";
-import { makeCertificate, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { isBun, runCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
-import { docker25SaveEntries, layerTar, syntheticImage, writeTar } from "./helpers/tools.ts";
+import {
+  makeCertificate,
+  type RunningRegistry,
+  startRegistry,
+} from "../testing/docker_registry.ts";
+import { isBun, runCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
+import { docker25SaveEntries, layerTar, syntheticImage, writeTar } from "../testing/tools.ts";
 import { optionNames } from "../lib/cli/options.ts";
 import { VERSION } from "../lib/version.ts";
 

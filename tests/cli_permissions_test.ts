@@ -12,16 +12,16 @@ import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { isBun, runCli } from "./helpers/cli.ts";
-import { listDir, makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import { type RunningRegistry, startRegistry } from "../testing/docker_registry.ts";
+import { isBun, runCli } from "../testing/cli.ts";
+import { listDir, makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   acquireTestImages,
   releaseTestImages,
   run,
   skopeoManifest,
   type TestImages,
-} from "./helpers/tools.ts";
+} from "../testing/tools.ts";
 import { VERSION } from "../lib/version.ts";
 
 describe("least-privilege matrix (docker-registry)", () => {

@@ -8,18 +8,18 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { startSlowLink } from "./helpers/slow_link.ts";
-import { startTerminal, type Terminal } from "./helpers/tmux.ts";
-import { cliCommand, runCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import { type RunningRegistry, startRegistry } from "../testing/docker_registry.ts";
+import { startSlowLink } from "../testing/slow_link.ts";
+import { startTerminal, type Terminal } from "../testing/tmux.ts";
+import { cliCommand, runCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   commandExists,
   docker25SaveEntries,
   layerTar,
   syntheticImage,
   writeTar,
-} from "./helpers/tools.ts";
+} from "../testing/tools.ts";
 
 const hasTmux = await commandExists("tmux");
 

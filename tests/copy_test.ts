@@ -6,7 +6,7 @@ import { sha256Digest } from "../lib/oci/digest.ts";
 import { MediaType } from "../lib/oci/media_types.ts";
 import type { ImageProgressStep } from "../lib/progress.ts";
 import { readAll, streamOf } from "../lib/streams.ts";
-import { MemoryEnd } from "./helpers/memory_end.ts";
+import { MemoryEnd } from "../testing/memory_end.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 

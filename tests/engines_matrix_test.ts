@@ -20,8 +20,8 @@ import assert from "node:assert/strict";
 import { mkdir, readFile, realpath, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
-import { cliCommand, runCli } from "./helpers/cli.ts";
-import { type Engines, PODMAN_RUN_FLAGS, startEngines } from "./helpers/engines.ts";
+import { cliCommand, runCli } from "../testing/cli.ts";
+import { type Engines, PODMAN_RUN_FLAGS, startEngines } from "../testing/engines.ts";
 import {
   baseLayer,
   bigLayer,
@@ -31,8 +31,8 @@ import {
   trickyLayers,
   writeDockerSave,
   writeTwoPlatformLayout,
-} from "./helpers/engine_images.ts";
-import { run } from "./helpers/tools.ts";
+} from "../testing/engine_images.ts";
+import { run } from "../testing/tools.ts";
 import { MediaType } from "../lib/oci/media_types.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 

@@ -15,11 +15,15 @@ import {
   Images,
   LocalImage,
 } from "../mod.ts";
-import { registryAvailable, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { startTestRegistry, type TestRegistry } from "./helpers/test_registry.ts";
-import { type FaultProxy, seededRandom, startFaultProxy } from "./helpers/fault_proxy.ts";
-import { type RunningCli, startCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import {
+  registryAvailable,
+  type RunningRegistry,
+  startRegistry,
+} from "../testing/docker_registry.ts";
+import { startTestRegistry, type TestRegistry } from "../testing/fake_registry.ts";
+import { type FaultProxy, seededRandom, startFaultProxy } from "../testing/fault_proxy.ts";
+import { type RunningCli, startCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   buildSoakImage,
   cancellable,
@@ -31,7 +35,7 @@ import {
   recordUploadLocations,
   type SoakImage,
   temporaryFiles,
-} from "./helpers/soak.ts";
+} from "../testing/soak.ts";
 
 const seed = Number(process.env.ABORT_SEED ?? Date.now() % 1_000_000);
 const random = seededRandom(seed);

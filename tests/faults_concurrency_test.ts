@@ -11,10 +11,14 @@ import { Images, LocalImage } from "../mod.ts";
 import { openOciLayoutDestination } from "../lib/archive/mod.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 import { MediaType } from "../lib/oci/media_types.ts";
-import { registryAvailable, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { type FaultProxy, startFaultProxy } from "./helpers/fault_proxy.ts";
-import { runCli, startCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import {
+  registryAvailable,
+  type RunningRegistry,
+  startRegistry,
+} from "../testing/docker_registry.ts";
+import { type FaultProxy, startFaultProxy } from "../testing/fault_proxy.ts";
+import { runCli, startCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   buildSoakImage,
   checkArchiveImage,
@@ -23,15 +27,15 @@ import {
   listFiles,
   type SoakImage,
   temporaryFiles,
-} from "./helpers/soak.ts";
+} from "../testing/soak.ts";
 import {
   docker25SaveEntries,
   layerTar,
   type SyntheticImage,
   syntheticImage,
   writeTar,
-} from "./helpers/tools.ts";
-import { testBytes } from "./helpers/test_registry.ts";
+} from "../testing/tools.ts";
+import { testBytes } from "../testing/fake_registry.ts";
 
 const NAMES = ["alpha", "beta", "gamma", "delta"];
 

@@ -10,11 +10,15 @@ import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Images, LocalImage } from "../mod.ts";
-import { registryAvailable, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { type FaultProxy, startFaultProxy } from "./helpers/fault_proxy.ts";
-import { runCli, startCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
-import { docker25SaveEntries, layerTar, syntheticImage, writeTar } from "./helpers/tools.ts";
+import {
+  registryAvailable,
+  type RunningRegistry,
+  startRegistry,
+} from "../testing/docker_registry.ts";
+import { type FaultProxy, startFaultProxy } from "../testing/fault_proxy.ts";
+import { runCli, startCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
+import { docker25SaveEntries, layerTar, syntheticImage, writeTar } from "../testing/tools.ts";
 
 /** A JSON Web Token (what the token service issues). */
 const JWT = /eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}/;

@@ -9,11 +9,15 @@ import { mkdir, readdir, readFile, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { Images, ImagesError, LocalImage } from "../mod.ts";
-import { registryAvailable, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { runCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
-import { buildSoakImage, checkArchiveImage, checkLayoutImage, listFiles } from "./helpers/soak.ts";
-import { docker25SaveEntries, layerTar, run, syntheticImage, writeTar } from "./helpers/tools.ts";
+import {
+  registryAvailable,
+  type RunningRegistry,
+  startRegistry,
+} from "../testing/docker_registry.ts";
+import { runCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
+import { buildSoakImage, checkArchiveImage, checkLayoutImage, listFiles } from "../testing/soak.ts";
+import { docker25SaveEntries, layerTar, run, syntheticImage, writeTar } from "../testing/tools.ts";
 
 /** Mounts a tmpfs of `size` on `dir`; false when this sandbox does not allow it. */
 async function mountTmpfs(dir: string, size: string): Promise<boolean> {

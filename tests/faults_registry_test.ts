@@ -19,10 +19,14 @@ import {
 import { DigestMismatchError } from "../lib/errors.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 import { MediaType } from "../lib/oci/media_types.ts";
-import { registryAvailable, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { type FaultProxy, startFaultProxy } from "./helpers/fault_proxy.ts";
-import { runCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import {
+  registryAvailable,
+  type RunningRegistry,
+  startRegistry,
+} from "../testing/docker_registry.ts";
+import { type FaultProxy, startFaultProxy } from "../testing/fault_proxy.ts";
+import { runCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   buildSoakImage,
   checkArchiveImage,
@@ -30,9 +34,9 @@ import {
   listFiles,
   type SoakImage,
   temporaryFiles,
-} from "./helpers/soak.ts";
-import { layerTar, syntheticImage } from "./helpers/tools.ts";
-import { testBytes } from "./helpers/test_registry.ts";
+} from "../testing/soak.ts";
+import { layerTar, syntheticImage } from "../testing/tools.ts";
+import { testBytes } from "../testing/fake_registry.ts";
 
 const FAST = { retryBaseDelayMs: 5, retryMaxDelayMs: 50, maxRetries: 4, cacheDir: false as const };
 
@@ -116,7 +120,7 @@ describe("docker-registry restarted mid-pull", { skip: !registryAvailable }, () 
       assert.ok(restart, "the registry was restarted mid-pull");
       assert.ok(resumed.some((s) => s.status === "Download complete"), "downloads went on after");
       if (format === "layout") {
-        const { checkLayoutImage } = await import("./helpers/soak.ts");
+        const { checkLayoutImage } = await import("../testing/soak.ts");
         const got = await checkLayoutImage(output, `app:${format}`, false);
         assert.equal(got.configDigest, image.configDigest);
         assert.deepEqual(got.diffIds, image.diffIds);

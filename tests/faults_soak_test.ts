@@ -5,8 +5,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
-import { registryAvailable } from "./helpers/registry.ts";
-import { formatSoakSummary, runSoak, soakPassed } from "./helpers/soak.ts";
+import { registryAvailable } from "../testing/docker_registry.ts";
+import { formatSoakSummary, runSoak, soakPassed } from "../testing/soak.ts";
 
 describe("soak through the fault proxy", { skip: !registryAvailable }, () => {
   it(

@@ -12,7 +12,7 @@ import { mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import fc from "fast-check";
 import { sha256Digest } from "../lib/oci/digest.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
 import { openLocalSource } from "../lib/archive/local_source.ts";
 import { openOciLayoutDestination } from "../lib/archive/layout_destination.ts";
 import {
@@ -23,7 +23,7 @@ import {
   syntheticImage,
   type TarSpec,
   writeTar,
-} from "./helpers/tools.ts";
+} from "../testing/tools.ts";
 import {
   applyJsonMutation,
   applyMutations,
@@ -38,7 +38,7 @@ import {
   mutationArb,
   onlyTyped,
   testTimeout,
-} from "./helpers/fuzz.ts";
+} from "../testing/fuzz.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

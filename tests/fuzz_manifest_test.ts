@@ -27,8 +27,8 @@ import {
   jsonMutationArb,
   testTimeout,
   typed,
-} from "./helpers/fuzz.ts";
-import { linearWork } from "./helpers/work.ts";
+} from "../testing/fuzz.ts";
+import { linearWork } from "../testing/work.ts";
 
 const encoder = new TextEncoder();
 const json = (value: unknown) => encoder.encode(JSON.stringify(value) ?? "");

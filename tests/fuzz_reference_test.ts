@@ -17,8 +17,8 @@ import {
   RemoteImage,
   type TagOption,
 } from "../lib/reference.ts";
-import { casesRun, check, testTimeout, typed } from "./helpers/fuzz.ts";
-import { linearWork } from "./helpers/work.ts";
+import { casesRun, check, testTimeout, typed } from "../testing/fuzz.ts";
+import { linearWork } from "../testing/work.ts";
 
 const DIGEST = "sha256:" + "0123456789abcdef".repeat(4);
 

@@ -13,8 +13,8 @@ import { parseChallenges, pickChallenge } from "../lib/registry/challenge.ts";
 import { parseLinkNext } from "../lib/registry/listings.ts";
 import { parseRetryAfter, readOciErrors } from "../lib/registry/errors.ts";
 import { resolveLocation } from "../lib/registry/endpoint.ts";
-import { casesRun, check, testTimeout, typed } from "./helpers/fuzz.ts";
-import { assertQuadraticCaught, linearWork } from "./helpers/work.ts";
+import { casesRun, check, testTimeout, typed } from "../testing/fuzz.ts";
+import { assertQuadraticCaught, linearWork } from "../testing/work.ts";
 
 /** What the header parsers read of a value at most: the rest is never looked at. */
 const HEADER_READ = 16 * 1024;

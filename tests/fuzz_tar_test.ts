@@ -23,7 +23,7 @@ import {
   normalizeArchivePath,
   resolveSymlinkTarget,
 } from "../lib/archive/tar_path.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   docker25SaveEntries,
   layerTar,
@@ -31,7 +31,7 @@ import {
   syntheticImage,
   type TarSpec,
   writeTar,
-} from "./helpers/tools.ts";
+} from "../testing/tools.ts";
 import {
   applyMutations,
   assertHeapBounded,
@@ -52,8 +52,8 @@ import {
   tarOf,
   testTimeout,
   typed,
-} from "./helpers/fuzz.ts";
-import { assertQuadraticCaught, countedBytes, linearWork } from "./helpers/work.ts";
+} from "../testing/fuzz.ts";
+import { assertQuadraticCaught, countedBytes, linearWork } from "../testing/work.ts";
 
 const HEAP_LIMIT = 256 * 1024 * 1024;
 

@@ -22,8 +22,8 @@ import {
 } from "../lib/oci/manifest.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 import { MediaType } from "../lib/oci/media_types.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
-import { layerTar, syntheticImage } from "./helpers/tools.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
+import { layerTar, syntheticImage } from "../testing/tools.ts";
 import {
   base256,
   concat,
@@ -35,8 +35,8 @@ import {
   paxRecord,
   rawHeader,
   tarOf,
-} from "./helpers/fuzz.ts";
-import { linearWork, linearWorkAsync } from "./helpers/work.ts";
+} from "../testing/fuzz.ts";
+import { linearWork, linearWorkAsync } from "../testing/work.ts";
 import { MAX_PATH_LENGTH } from "../lib/archive/tar_path.ts";
 
 const encoder = new TextEncoder();

@@ -18,8 +18,8 @@ import { openDockerArchiveDestination } from "../lib/archive/archive_destination
 import { openOciLayoutDestination } from "../lib/archive/layout_destination.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 import { MediaType } from "../lib/oci/media_types.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
-import { copyImage, layerTar, syntheticImage } from "./helpers/tools.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
+import { copyImage, layerTar, syntheticImage } from "../testing/tools.ts";
 import {
   concat,
   fileEntry,
@@ -29,7 +29,7 @@ import {
   paxRecord,
   rawHeader,
   tarOf,
-} from "./helpers/fuzz.ts";
+} from "../testing/fuzz.ts";
 
 const encoder = new TextEncoder();
 const json = (value: unknown) => encoder.encode(JSON.stringify(value));

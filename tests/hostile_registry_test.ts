@@ -1,6 +1,6 @@
 /**
  * The real command line against a hostile registry (two listeners on 127.0.0.1 standing
- * for two hosts, see helpers/hostile_registry.ts), on the runtime running the tests:
+ * for two hosts, see testing/hostile_registry.ts), on the runtime running the tests:
  * credentials never reach a second origin whatever the redirect; stalled bodies fail
  * within the stall timeout and Ctrl-C or `--timeout` end a stalled run; listings without
  * end stop with bounded memory and `tags -l` looks up a few tags at a time; `file:`
@@ -11,8 +11,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { runCli, type RunningCli, startCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import { runCli, type RunningCli, startCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   bearerChallenge,
   type HostileHandler,
@@ -25,9 +25,9 @@ import {
   sha256,
   stalledBody,
   startHostileRegistry,
-} from "./helpers/hostile_registry.ts";
-import { docker25SaveEntries, layerTar, syntheticImage, writeTar } from "./helpers/tools.ts";
-import type { RunResult } from "./helpers/tools.ts";
+} from "../testing/hostile_registry.ts";
+import { docker25SaveEntries, layerTar, syntheticImage, writeTar } from "../testing/tools.ts";
+import type { RunResult } from "../testing/tools.ts";
 
 const USER = "alice";
 const SECRET = "s3cret-PASSWORD-7f1c";

@@ -16,10 +16,10 @@ import {
   ImagesError,
   LocalImage,
 } from "../mod.ts";
-import { type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
-import { acquireTestImages, releaseTestImages, type TestImages } from "./helpers/tools.ts";
-import { runCli } from "./helpers/cli.ts";
+import { type RunningRegistry, startRegistry } from "../testing/docker_registry.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
+import { acquireTestImages, releaseTestImages, type TestImages } from "../testing/tools.ts";
+import { runCli } from "../testing/cli.ts";
 
 class Recorder extends AbstractDockerImageProgress {
   started: (ImageProgressPush | ImageProgressPull)[] = [];

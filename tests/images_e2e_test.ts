@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readFile, writeFile } from "node:fs/promises";
-import { type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { runCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import { type RunningRegistry, startRegistry } from "../testing/docker_registry.ts";
+import { runCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   acquireTestImages,
   Buildah,
@@ -20,7 +20,7 @@ import {
   skopeoConfig,
   skopeoManifest,
   type TestImages,
-} from "./helpers/tools.ts";
+} from "../testing/tools.ts";
 import { openLocalSource } from "../lib/archive/mod.ts";
 
 const json = (bytes: Uint8Array) => JSON.parse(new TextDecoder().decode(bytes));

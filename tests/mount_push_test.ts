@@ -9,11 +9,15 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { registryAvailable, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { type FaultProxy, startFaultProxy } from "./helpers/fault_proxy.ts";
-import { startTestRegistry, type TestRegistry } from "./helpers/test_registry.ts";
-import { runCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
+import {
+  registryAvailable,
+  type RunningRegistry,
+  startRegistry,
+} from "../testing/docker_registry.ts";
+import { type FaultProxy, startFaultProxy } from "../testing/fault_proxy.ts";
+import { startTestRegistry, type TestRegistry } from "../testing/fake_registry.ts";
+import { runCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   layerTar,
   legacySaveEntries,
@@ -21,7 +25,7 @@ import {
   type SyntheticImage,
   syntheticImage,
   writeTar,
-} from "./helpers/tools.ts";
+} from "../testing/tools.ts";
 
 const KiB = 1024;
 

@@ -14,8 +14,8 @@ import { BLOCK_SIZE } from "../lib/copy/parallel_compress.ts";
 import { type GzipEngine, GzipEngines } from "../lib/copy/native_gzip.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 import { readAll, streamOf } from "../lib/streams.ts";
-import { run } from "./helpers/tools.ts";
-import { withTempDir } from "./helpers/fs.ts";
+import { run } from "../testing/tools.ts";
+import { withTempDir } from "../testing/fs.ts";
 
 /** Software-like bytes: runs that repeat, and noise that does not. */
 const data = new Uint8Array(2 * BLOCK_SIZE + 54321).map((_, i) =>

@@ -8,9 +8,9 @@ import { openArchiveDestination, openOciLayoutDestination } from "../lib/archive
 import { MediaType } from "../lib/oci/media_types.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 import { TarIndex } from "../lib/archive/tar_index.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
-import { MemoryEnd } from "./helpers/memory_end.ts";
-import { layerTar, run } from "./helpers/tools.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
+import { MemoryEnd } from "../testing/memory_end.ts";
+import { layerTar, run } from "../testing/tools.ts";
 
 const json = (bytes: Uint8Array) => JSON.parse(new TextDecoder().decode(bytes));
 

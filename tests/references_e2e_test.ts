@@ -17,11 +17,11 @@ import {
   NotFoundError,
   PinnedDigestError,
 } from "../mod.ts";
-import { type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { runCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
-import { layerTar, legacySaveEntries, run, syntheticImage, writeTar } from "./helpers/tools.ts";
-import type { RunResult } from "./helpers/tools.ts";
+import { type RunningRegistry, startRegistry } from "../testing/docker_registry.ts";
+import { runCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
+import { layerTar, legacySaveEntries, run, syntheticImage, writeTar } from "../testing/tools.ts";
+import type { RunResult } from "../testing/tools.ts";
 
 const json = (bytes: Uint8Array) => JSON.parse(new TextDecoder().decode(bytes));
 

@@ -18,7 +18,7 @@ import {
   startTestRegistry,
   testBytes,
   type TestRegistry,
-} from "./helpers/test_registry.ts";
+} from "../testing/fake_registry.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

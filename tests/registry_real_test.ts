@@ -12,8 +12,12 @@ import {
   ManifestNotFoundError,
 } from "../lib/registry/errors.ts";
 import { AbortedError } from "../lib/errors.ts";
-import { registryAvailable, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { bytesSource, digestOf, testBytes } from "./helpers/test_registry.ts";
+import {
+  registryAvailable,
+  type RunningRegistry,
+  startRegistry,
+} from "../testing/docker_registry.ts";
+import { bytesSource, digestOf, testBytes } from "../testing/fake_registry.ts";
 
 const MiB = 1024 * 1024;
 const CHUNK = 2 * MiB;

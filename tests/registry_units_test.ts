@@ -36,7 +36,7 @@ import { SourceCursor } from "../lib/registry/source_cursor.ts";
 import { markDisposable } from "../lib/gc.ts";
 import { vouch } from "../lib/oci/digest.ts";
 import { streamOf } from "../lib/streams.ts";
-import { bytesSource, digestOf, testBytes } from "./helpers/test_registry.ts";
+import { bytesSource, digestOf, testBytes } from "../testing/fake_registry.ts";
 
 describe("WWW-Authenticate parser", () => {
   it("reads a Bearer challenge with quoted parameters", () => {

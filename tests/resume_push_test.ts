@@ -8,9 +8,13 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { registryAvailable, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { startCli } from "./helpers/cli.ts";
-import { makeTempDir, removeTempDir, withTempDir } from "./helpers/fs.ts";
+import {
+  registryAvailable,
+  type RunningRegistry,
+  startRegistry,
+} from "../testing/docker_registry.ts";
+import { startCli } from "../testing/cli.ts";
+import { makeTempDir, removeTempDir, withTempDir } from "../testing/fs.ts";
 import { UploadRecords } from "../lib/copy/upload_records.ts";
 import {
   layerTar,
@@ -20,7 +24,7 @@ import {
   type SyntheticImage,
   syntheticImage,
   writeTar,
-} from "./helpers/tools.ts";
+} from "../testing/tools.ts";
 
 const MiB = 1024 * 1024;
 

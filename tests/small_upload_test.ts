@@ -12,9 +12,13 @@ import {
   startTestRegistry,
   testBytes,
   type TestRegistry,
-} from "./helpers/test_registry.ts";
-import { registryAvailable, type RunningRegistry, startRegistry } from "./helpers/registry.ts";
-import { type FaultProxy, startFaultProxy } from "./helpers/fault_proxy.ts";
+} from "../testing/fake_registry.ts";
+import {
+  registryAvailable,
+  type RunningRegistry,
+  startRegistry,
+} from "../testing/docker_registry.ts";
+import { type FaultProxy, startFaultProxy } from "../testing/fault_proxy.ts";
 
 const MiB = 1024 * 1024;
 const FAST = { retryBaseDelayMs: 1, retryMaxDelayMs: 10, maxRetries: 4 };

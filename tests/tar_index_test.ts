@@ -16,8 +16,8 @@ import {
   type TarHeaderFields,
 } from "../lib/archive/tar_header.ts";
 import { TarIndex } from "../lib/archive/tar_index.ts";
-import { makeTempDir, removeTempDir } from "./helpers/fs.ts";
-import { run } from "./helpers/tools.ts";
+import { makeTempDir, removeTempDir } from "../testing/fs.ts";
+import { run } from "../testing/tools.ts";
 import { fileURLToPath } from "node:url";
 
 const enc = new TextEncoder();

@@ -5,8 +5,8 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { TarIndex } from "../lib/archive/tar_index.ts";
 import { TarWriter } from "../lib/archive/tar_writer.ts";
-import { listDir, makeTempDir, removeTempDir } from "./helpers/fs.ts";
-import { run } from "./helpers/tools.ts";
+import { listDir, makeTempDir, removeTempDir } from "../testing/fs.ts";
+import { run } from "../testing/tools.ts";
 
 function pattern(size: number, seed: number): Uint8Array {
   return new Uint8Array(size).map((_, i) => (i * 31 + seed) % 256);

@@ -219,7 +219,7 @@ function errorBody(code: string, message: string): string {
  *
  * @example
  * ```ts ignore
- * import { startTestRegistry } from "./test_registry.ts";
+ * import { startTestRegistry } from "./fake_registry.ts";
  * const registry = await startTestRegistry({ faults: { dropPatchAfterBytes: 1000 } });
  * // … use registry.url …
  * await registry.close();

@@ -13,11 +13,11 @@
 
 import process from "node:process";
 import fc from "fast-check";
-import { ImagesError } from "../../lib/errors.ts";
-import { BLOCK_SIZE, headerChecksums, paddedSize } from "../../lib/archive/tar_header.ts";
-import { TarIndex } from "../../lib/archive/tar_index.ts";
-import { type LocalSource, openLocalSource } from "../../lib/archive/local_source.ts";
-import { type Descriptor, parseManifest } from "../../lib/oci/manifest.ts";
+import { ImagesError } from "../lib/errors.ts";
+import { BLOCK_SIZE, headerChecksums, paddedSize } from "../lib/archive/tar_header.ts";
+import { TarIndex } from "../lib/archive/tar_index.ts";
+import { type LocalSource, openLocalSource } from "../lib/archive/local_source.ts";
+import { type Descriptor, parseManifest } from "../lib/oci/manifest.ts";
 
 /** Cases per property: `FUZZ_RUNS`, default 200. */
 export const FUZZ_RUNS: number = readRuns();

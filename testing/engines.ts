@@ -22,7 +22,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { makeTempDir, removeTempDir } from "./fs.ts";
-import { type RunningRegistry, startRegistry } from "./registry.ts";
+import { type RunningRegistry, startRegistry } from "./docker_registry.ts";
 import { commandExists, Podman, run, type RunOptions, type RunResult } from "./tools.ts";
 
 /** A started daemon: its process, and how to reach and stop it. */

@@ -18,15 +18,15 @@ import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { deflateRawSync, gunzipSync, gzipSync } from "node:zlib";
-import { ImagesError } from "../../lib/errors.ts";
-import { Images } from "../../lib/images.ts";
-import { LocalImage } from "../../lib/reference.ts";
-import { MediaType } from "../../lib/oci/media_types.ts";
+import { ImagesError } from "../lib/errors.ts";
+import { Images } from "../lib/images.ts";
+import { LocalImage } from "../lib/reference.ts";
+import { MediaType } from "../lib/oci/media_types.ts";
 import { describeFaults, type FaultProxy, startFaultProxy } from "./fault_proxy.ts";
-import { type RunningRegistry, startRegistry } from "./registry.ts";
+import { type RunningRegistry, startRegistry } from "./docker_registry.ts";
 import { makeTempDir, removeTempDir } from "./fs.ts";
 import { layerTar, run, type TarSpec, writeTar } from "./tools.ts";
-import { testBytes } from "./test_registry.ts";
+import { testBytes } from "./fake_registry.ts";
 
 const MiB = 1024 * 1024;
 /** The upload chunk size of the soak's client, and the reader's chunk size. */

@@ -9,7 +9,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { run, type RunResult } from "./tools.ts";
 
-const CLI = fileURLToPath(new URL("../../lib/cli/main.ts", import.meta.url));
+const CLI = fileURLToPath(new URL("../lib/cli/main.ts", import.meta.url));
 
 /** Whether the tests run under Bun. */
 export const isBun: boolean = "Bun" in globalThis;

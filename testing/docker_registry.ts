@@ -13,7 +13,7 @@
  *
  * @example
  * ```ts ignore
- * import { startRegistry } from "./registry.ts";
+ * import { startRegistry } from "./docker_registry.ts";
  * const registry = await startRegistry({ auth: "htpasswd" });
  * console.log(registry.url, registry.username, registry.password);
  * await registry.stop();

@@ -16,12 +16,12 @@ import process from "node:process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import type { ImageDestination, ImageSource } from "../../lib/copy/ends.ts";
-import { sha256Digest } from "../../lib/oci/digest.ts";
-import { type Descriptor, parseManifest } from "../../lib/oci/manifest.ts";
-import { MediaType } from "../../lib/oci/media_types.ts";
-import { encodeTarHeader, paddedSize } from "../../lib/archive/tar_header.ts";
-import { TarWriter } from "../../lib/archive/tar_writer.ts";
+import type { ImageDestination, ImageSource } from "../lib/copy/ends.ts";
+import { sha256Digest } from "../lib/oci/digest.ts";
+import { type Descriptor, parseManifest } from "../lib/oci/manifest.ts";
+import { MediaType } from "../lib/oci/media_types.ts";
+import { encodeTarHeader, paddedSize } from "../lib/archive/tar_header.ts";
+import { TarWriter } from "../lib/archive/tar_writer.ts";
 import { makeTempDir, removeTempDir } from "./fs.ts";
 
 /** Options of {@linkcode run}. */
@@ -541,7 +541,7 @@ export function syntheticImage(
  * @example
  * ```ts
  * import { copyImage } from "./tools.ts";
- * import { openLocalSource, openOciArchiveDestination } from "../../lib/archive/mod.ts";
+ * import { openLocalSource, openOciArchiveDestination } from "../lib/archive/mod.ts";
  * const source = await openLocalSource("/tmp/in.tar");
  * await copyImage(source, await openOciArchiveDestination("/tmp/out.tar"), undefined, "a:b");
  * await source.close();

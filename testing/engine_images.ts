@@ -18,9 +18,9 @@ import { createHash } from "node:crypto";
 import { mkdir, open, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { encodePaxRecords, encodeTarHeader, paddedSize } from "../../lib/archive/tar_header.ts";
-import { sha256Digest } from "../../lib/oci/digest.ts";
-import { MediaType } from "../../lib/oci/media_types.ts";
+import { encodePaxRecords, encodeTarHeader, paddedSize } from "../lib/archive/tar_header.ts";
+import { sha256Digest } from "../lib/oci/digest.ts";
+import { MediaType } from "../lib/oci/media_types.ts";
 import { run } from "./tools.ts";
 
 /** Bytes as they are, or a run of zero bytes (written sparse, hashed without memory). */

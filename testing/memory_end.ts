@@ -2,17 +2,17 @@
  * An image end held in memory, for tests of the copy engine.
  */
 
-import { NotFoundError } from "../../lib/errors.ts";
-import { DigestCounter, sha256Digest, verifyingStream } from "../../lib/oci/digest.ts";
-import type { Descriptor } from "../../lib/oci/manifest.ts";
+import { NotFoundError } from "../lib/errors.ts";
+import { DigestCounter, sha256Digest, verifyingStream } from "../lib/oci/digest.ts";
+import type { Descriptor } from "../lib/oci/manifest.ts";
 import type {
   BlobInfo,
   ImageDestination,
   ImageSource,
   ResolvedImage,
   TransferOptions,
-} from "../../lib/copy/ends.ts";
-import { readAll, streamOf } from "../../lib/streams.ts";
+} from "../lib/copy/ends.ts";
+import { readAll, streamOf } from "../lib/streams.ts";
 
 /** Blobs, manifests and names in memory; both a source and a destination. */
 export class MemoryEnd implements ImageSource, ImageDestination {
