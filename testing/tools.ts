@@ -535,19 +535,19 @@ export function syntheticImage(
 
 /**
  * Copies one image from a source to a destination and commits: the tiny loop tests use
- * where the real copy engine is not the subject (platform manifests of an index first,
- * then the config and layers of each, then the top manifest under `destName`).
+ * where the real copy engine (`copyImage`) is not the subject (platform manifests of an
+ * index first, then the config and layers of each, then the top manifest under `destName`).
  *
  * @example
  * ```ts
- * import { copyImage } from "./tools.ts";
+ * import { plainCopy } from "./tools.ts";
  * import { openLocalSource, openOciArchiveDestination } from "../lib/archive/mod.ts";
  * const source = await openLocalSource("/tmp/in.tar");
- * await copyImage(source, await openOciArchiveDestination("/tmp/out.tar"), undefined, "a:b");
+ * await plainCopy(source, await openOciArchiveDestination("/tmp/out.tar"), undefined, "a:b");
  * await source.close();
  * ```
  */
-export async function copyImage(
+export async function plainCopy(
   source: ImageSource,
   destination: ImageDestination,
   name?: string,

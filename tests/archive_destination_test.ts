@@ -16,8 +16,8 @@ import { TarIndex } from "../lib/archive/tar_index.ts";
 import { listDir, makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
   acquireTestImages,
-  copyImage,
   layerTar,
+  plainCopy,
   Podman,
   releaseTestImages,
   run,
@@ -78,7 +78,7 @@ describe("local destinations: our archives read back by skopeo and podman", () =
     const path = join(dir, "docker.tar");
     const source = await openLocalSource(images.ociArchive);
     try {
-      await copyImage(
+      await plainCopy(
         source,
         await openDockerArchiveDestination(path),
         undefined,
@@ -158,7 +158,7 @@ describe("local destinations: our archives read back by skopeo and podman", () =
     const path = join(dir, "from-docker.tar");
     const source = await openLocalSource(images.dockerArchive);
     try {
-      await copyImage(source, await openDockerArchiveDestination(path), images.name);
+      await plainCopy(source, await openDockerArchiveDestination(path), images.name);
     } finally {
       await source.close();
     }
@@ -174,7 +174,7 @@ describe("local destinations: our archives read back by skopeo and podman", () =
     const path = join(dir, "oci.tar");
     const source = await openLocalSource(images.ociArchive);
     try {
-      await copyImage(
+      await plainCopy(
         source,
         await openOciArchiveDestination(path),
         undefined,
@@ -205,8 +205,8 @@ describe("local destinations: our archives read back by skopeo and podman", () =
     const layout = join(dir, "layout");
     const source = await openLocalSource(images.ociArchive);
     try {
-      await copyImage(source, await openOciLayoutDestination(layout), undefined, "apolo/one:v1");
-      await copyImage(source, await openOciLayoutDestination(layout), undefined, "apolo/two:v2");
+      await plainCopy(source, await openOciLayoutDestination(layout), undefined, "apolo/one:v1");
+      await plainCopy(source, await openOciLayoutDestination(layout), undefined, "apolo/two:v2");
     } finally {
       await source.close();
     }

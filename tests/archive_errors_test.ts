@@ -10,10 +10,10 @@ import { openDockerArchiveDestination } from "../lib/archive/archive_destination
 import { openLocalSource } from "../lib/archive/local_source.ts";
 import { listDir, makeTempDir, removeTempDir } from "../testing/fs.ts";
 import {
-  copyImage,
   docker25SaveEntries,
   layerTar,
   legacySaveEntries,
+  plainCopy,
   syntheticImage,
   type TarSpec,
   writeTar,
@@ -64,7 +64,7 @@ describe("bad input: errors name the file and the entry, nothing half-written is
     try {
       const source = await openLocalSource(input);
       try {
-        await copyImage(source, await openDockerArchiveDestination(out));
+        await plainCopy(source, await openDockerArchiveDestination(out));
       } finally {
         await source.close();
       }

@@ -16,10 +16,10 @@ import { makeTempDir, removeTempDir } from "../testing/fs.ts";
 import { openLocalSource } from "../lib/archive/local_source.ts";
 import { openOciLayoutDestination } from "../lib/archive/layout_destination.ts";
 import {
-  copyImage,
   docker25SaveEntries,
   layerTar,
   legacySaveEntries,
+  plainCopy,
   syntheticImage,
   type TarSpec,
   writeTar,
@@ -331,7 +331,7 @@ describe("fuzz: docker-archive and OCI layout readers", () => {
               const before = await readFile(join(dest, "index.json"));
               const source = await openLocalSource(sourcePath);
               try {
-                await copyImage(source, await openOciLayoutDestination(dest), undefined, "x:1");
+                await plainCopy(source, await openOciLayoutDestination(dest), undefined, "x:1");
               } catch (e) {
                 onlyTyped(e, "copy into a layout with a hostile index.json");
                 assert.deepEqual(await readFile(join(dest, "index.json")), before);

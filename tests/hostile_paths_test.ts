@@ -19,7 +19,7 @@ import { openOciLayoutDestination } from "../lib/archive/layout_destination.ts";
 import { sha256Digest } from "../lib/oci/digest.ts";
 import { MediaType } from "../lib/oci/media_types.ts";
 import { makeTempDir, removeTempDir } from "../testing/fs.ts";
-import { copyImage, layerTar, syntheticImage } from "../testing/tools.ts";
+import { layerTar, plainCopy, syntheticImage } from "../testing/tools.ts";
 import {
   concat,
   fileEntry,
@@ -118,7 +118,7 @@ describe("path tricks are refused without touching anything outside", () => {
           const dest = kind === "docker-archive"
             ? await openDockerArchiveDestination(join(outDir, "out.tar"))
             : await openOciLayoutDestination(join(outDir, "layout"));
-          await copyImage(source, dest);
+          await plainCopy(source, dest);
         } finally {
           await source.close();
         }
