@@ -8,7 +8,7 @@
  * a corrupted output, a temporary file, or an upload session the client knew of and
  * left open.
  *
- * Used by `tests/faults_soak_test.ts` (about 20 rounds, in `deno task test`) and by
+ * Used by `tests/faults/soak_test.ts` (about 20 rounds, in `deno task test`) and by
  * `tests/soak.ts` (`deno task soak`, 200 rounds).
  *
  * @module

@@ -20,8 +20,8 @@
  * input plus {@linkcode WORK_BASE}. The parsers measured here do 2 to 17 units per
  * unit of input (at most 0.28 of the budget over 1500 fuzz cases per property); on
  * inputs of a few thousand characters a quadratic one does many times the budget. {@linkcode assertQuadraticCaught} shows both sides on deliberately
- * quadratic variants of the `Link` and pax parsers (tests/fuzz_registry_parsers_test.ts,
- * tests/fuzz_tar_test.ts).
+ * quadratic variants of the `Link` and pax parsers (tests/fuzz/registry_parsers_test.ts,
+ * tests/fuzz/tar_test.ts).
  *
  * @module
  */
