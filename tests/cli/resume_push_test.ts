@@ -6,7 +6,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   registryAvailable,
@@ -14,8 +14,7 @@ import {
   startRegistry,
 } from "../../testing/docker_registry.ts";
 import { startCli } from "../../testing/cli.ts";
-import { makeTempDir, removeTempDir, withTempDir } from "../../testing/fs.ts";
-import { UploadRecords } from "../../lib/copy/upload_records.ts";
+import { makeTempDir, removeTempDir } from "../../testing/fs.ts";
 import {
   layerTar,
   legacySaveEntries,
@@ -199,40 +198,4 @@ describe("resuming a push after the process stopped", { skip: !registryAvailable
   async function pushAndWait(cache: string, repo: string): Promise<RunResult> {
     return await startCli(pushArgs(repo), envFor(cache)).done;
   }
-});
-
-describe("upload records", () => {
-  it("keep the newest location and offset, never user info, and match their key", async () => {
-    await withTempDir(async (dir) => {
-      const records = new UploadRecords(dir);
-      const key = {
-        host: "r.example.com",
-        repository: "alice/app",
-        source: "sha256:" + "a".repeat(64),
-        settings: "gzip-6",
-      };
-      assert.equal(await records.load(key), undefined);
-      await records.save(key, {
-        location: "https://u:secret@r.example.com/v2/x?_state=1",
-        offset: 1,
-      });
-      await records.save(key, {
-        location: "https://u:secret@r.example.com/v2/x?_state=2",
-        offset: 9,
-      });
-      assert.deepEqual(await records.load(key), {
-        location: "https://r.example.com/v2/x?_state=2",
-        offset: 9,
-      });
-      const text = await readFile(records.path(key), "utf8");
-      assert.doesNotMatch(text, /secret/);
-      // Locations may be pre-signed URLs: only their owner may read them.
-      assert.equal((await stat(records.path(key))).mode & 0o777, 0o600);
-      assert.equal((await stat(join(dir, "uploads"))).mode & 0o777, 0o700);
-      assert.equal(await records.load({ ...key, settings: "zstd-3" }), undefined);
-      await records.remove(key);
-      assert.equal(await records.load(key), undefined);
-      assert.deepEqual(await readdir(join(dir, "uploads")), [], "no temporary file left");
-    });
-  });
 });
