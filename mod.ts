@@ -46,6 +46,7 @@ export {
   AbortedError,
   ArchiveError,
   DigestMismatchError,
+  type ErrorCode,
   ImageNotFoundError,
   ImagesError,
   InvalidReferenceError,

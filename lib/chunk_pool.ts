@@ -10,6 +10,13 @@
  * chunks must not be kept by anyone who passes them on to compression (no `tee()` of such
  * a stream): the compressor takes them over.
  *
+ * The types say who owns what: an {@linkcode OwnedChunk} is memory only its holder can
+ * reach. Only such a chunk can be given back, or handed to something that takes memory
+ * over (the compressor, which transfers it to a worker): a view merely held, such as a
+ * chunk read from a stream, must be adopted first, and adopting it empties every other
+ * view of it, so a `tee()` branch or a buffering transform that kept one reads nothing
+ * rather than bytes of a later read.
+ *
  * @module
  */
 
@@ -26,6 +33,15 @@ export const CHUNK_SIZE = 512 * 1024;
 /** Buffers kept for reuse at most (more in flight are dropped when given back). */
 const MAX_FREE = 4;
 
+declare const owned: unique symbol;
+
+/**
+ * Bytes only their holder can reach: from {@linkcode takeChunk}, {@linkcode adoptChunk}
+ * or {@linkcode ownedCopy}. Handing one on hands on its ownership: the giver keeps no view
+ * of it, since the taker may reuse or transfer (detach) its memory.
+ */
+export type OwnedChunk = Uint8Array<ArrayBuffer> & { readonly [owned]: true };
+
 const free: ArrayBuffer[] = [];
 const handedOut = new WeakSet<ArrayBuffer>();
 
@@ -40,7 +56,7 @@ const handedOut = new WeakSet<ArrayBuffer>();
  * console.log(chunk.byteLength === CHUNK_SIZE); // true
  * ```
  */
-export function takeChunk(): Uint8Array {
+export function takeChunk(): OwnedChunk {
   let buffer = free.pop();
   const fresh = !buffer;
   if (!buffer) {
@@ -48,7 +64,7 @@ export function takeChunk(): Uint8Array {
     noteGarbage(CHUNK_SIZE);
   }
   handedOut.add(buffer);
-  const chunk = new Uint8Array(buffer);
+  const chunk = new Uint8Array(buffer) as OwnedChunk;
   // Sent as it is (a blob pushed without compression), it can go once sent.
   markDisposable(chunk, fresh);
   return chunk;
@@ -67,14 +83,42 @@ export function takeChunk(): Uint8Array {
  * console.log(chunk.byteLength, mine.byteLength); // 0 524288
  * ```
  */
-export function adoptChunk(chunk: Uint8Array): Uint8Array | undefined {
+export function adoptChunk(chunk: Uint8Array): OwnedChunk | undefined {
   const buffer = chunk.buffer;
   if (
     !(buffer instanceof ArrayBuffer) || !handedOut.has(buffer) ||
     chunk.byteOffset !== 0 || chunk.byteLength !== CHUNK_SIZE
   ) return undefined;
   handedOut.delete(buffer);
-  return new Uint8Array(buffer.transfer());
+  return new Uint8Array(buffer.transfer()) as OwnedChunk;
+}
+
+/**
+ * A copy of `bytes` in memory of its own, owned by the caller (for bytes that are not a
+ * whole pooled chunk, to hand to something that takes memory over).
+ *
+ * @example
+ * ```ts
+ * import { ownedCopy } from "./chunk_pool.ts";
+ * const mine = ownedCopy(new Uint8Array([1, 2, 3]).subarray(1));
+ * console.log(mine); // Uint8Array [2, 3]
+ * ```
+ */
+export function ownedCopy(bytes: Uint8Array): OwnedChunk {
+  return bytes.slice() as OwnedChunk;
+}
+
+/**
+ * Takes ownership of memory that came back from a worker by transfer: nobody else can
+ * reach it, since transferring detached the sender's views.
+ *
+ * @example
+ * ```ts ignore
+ * worker.onmessage = (event) => giveChunk(transferredChunk(event.data.block));
+ * ```
+ */
+export function transferredChunk(chunk: Uint8Array<ArrayBuffer>): OwnedChunk {
+  return chunk as OwnedChunk;
 }
 
 /**
@@ -88,7 +132,7 @@ export function adoptChunk(chunk: Uint8Array): Uint8Array | undefined {
  * giveChunk(adoptChunk(takeChunk())!);
  * ```
  */
-export function giveChunk(chunk: Uint8Array): void {
+export function giveChunk(chunk: OwnedChunk): void {
   const buffer = chunk.buffer;
   if (
     buffer instanceof ArrayBuffer && buffer.byteLength === CHUNK_SIZE &&

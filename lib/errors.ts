@@ -9,13 +9,117 @@
  */
 
 /**
+ * The machine-readable code of an {@linkcode ImagesError}: one name per meaning, stable
+ * across releases. Every "not found" (an image, tag, manifest, blob or repository) has
+ * the code `NOT_FOUND` and is a {@linkcode NotFoundError}.
+ *
+ * - `ABORTED`: cancelled through an `AbortSignal`, Ctrl-C or SIGTERM.
+ * - `ACCESS_DENIED`: the registry's credentials do not allow the operation (403).
+ * - `ARCHIVE_INVALID`: a local archive or layout is malformed, truncated or inconsistent.
+ * - `AUTHENTICATION_FAILED`: the registry refused the credentials or asked for some (401).
+ * - `BLOB_MISSING`: a destination was committed without a blob its manifests name.
+ * - `COMPRESSION_FAILED`: compressing or decompressing a layer failed.
+ * - `COMPRESSION_UNAVAILABLE`: the gzip engine asked for cannot run here.
+ * - `CONFIG_INVALID`: the `Images` options are inconsistent.
+ * - `CONNECTION_FAILED`: the registry could not be reached or stalled, after retries.
+ * - `CONNECTION_REFUSED`: nothing listens on the registry's port (not retried).
+ * - `CREDENTIALS_HELPER`: a Docker credential helper failed or printed no credentials.
+ * - `CREDENTIALS_INVALID`: a Docker config or the credentials given do not parse.
+ * - `DIGEST_INVALID`: text that should be a `sha256:` digest is not one.
+ * - `DIGEST_MISMATCH`: bytes whose SHA-256 is not the digest they were announced with.
+ * - `HOST_NOT_FOUND`: the registry's host name does not resolve (not retried).
+ * - `INPUT_INVALID`: an input that cannot be read as asked (e.g. a terminal as stdin).
+ * - `INSECURE_CREDENTIALS`: credentials would go over plain HTTP or to another host.
+ * - `INTERNAL`: a bug of this library (a state it should never reach).
+ * - `INVALID_ARGUMENT`: an option or argument out of its range.
+ * - `INVALID_REFERENCE`: an image reference, tag or digest that does not parse.
+ * - `JSON_INVALID`: a document that is not valid JSON.
+ * - `LAYOUT_LOCKED`: another process holds the OCI layout's lock.
+ * - `LISTING_TOO_LONG`: a registry lists more names than the library accepts.
+ * - `MANIFEST_INVALID`: a manifest, index or config that is not what its schema says.
+ * - `MANIFEST_TOO_LARGE`: a manifest, index, config or registry answer over its size limit.
+ * - `NO_CACHE_DIR`: no folder for the blob cache can be found.
+ * - `NO_SPACE`: what is to be written is more than the free space (found before writing).
+ * - `NO_STORE`: no folder for the local image store can be found.
+ * - `NOT_FOUND`: an image, tag, manifest, blob or repository that is not there.
+ * - `PERMISSION_DENIED`: the runtime (Deno) was not granted a permission the operation needs.
+ * - `PINNED_DIGEST_MISMATCH`: a `name:tag@digest` whose tag names another image.
+ * - `PLATFORM_INVALID`: a platform that is not `os/arch[/variant]`.
+ * - `PORT_BLOCKED`: the runtime's fetch refuses the registry's port.
+ * - `REGISTRY_ERROR`: the registry answered with an error not named by another code.
+ * - `REGISTRY_PROTOCOL`: the registry's answer breaks the distribution protocol.
+ * - `REGISTRY_URL_INVALID`: a registry URL that does not parse or has a path or credentials.
+ * - `SIZE_INVALID`: bytes whose count is not the size announced.
+ * - `SOURCE_NOT_REOPENABLE`: a transfer to retry whose source cannot be read again.
+ * - `STATE`: a destination used after it was committed or aborted.
+ * - `SUSPENDED`: a transfer stopped where a later run can resume it.
+ * - `TAG_SHARED`: deleting a tag would delete other tags of the same manifest.
+ * - `TIMEOUT`: the run took longer than its `--timeout`.
+ * - `TLS_CERTIFICATE`: the registry's TLS certificate was refused.
+ * - `TLS_MISMATCH`: TLS spoken to a registry port that answers plain HTTP.
+ * - `TOO_MANY_REDIRECTS`: the registry redirected more times than followed.
+ * - `TOO_MANY_REQUESTS`: the registry kept asking to slow down (429) after the retries.
+ * - `UNSUPPORTED`: the registry does not support the operation (e.g. deleting).
+ * - `WRITE_FAILED`: writing a local file failed (disk full, read-only, ...).
+ */
+export type ErrorCode =
+  | "ABORTED"
+  | "ACCESS_DENIED"
+  | "ARCHIVE_INVALID"
+  | "AUTHENTICATION_FAILED"
+  | "BLOB_MISSING"
+  | "COMPRESSION_FAILED"
+  | "COMPRESSION_UNAVAILABLE"
+  | "CONFIG_INVALID"
+  | "CONNECTION_FAILED"
+  | "CONNECTION_REFUSED"
+  | "CREDENTIALS_HELPER"
+  | "CREDENTIALS_INVALID"
+  | "DIGEST_INVALID"
+  | "DIGEST_MISMATCH"
+  | "HOST_NOT_FOUND"
+  | "INPUT_INVALID"
+  | "INSECURE_CREDENTIALS"
+  | "INTERNAL"
+  | "INVALID_ARGUMENT"
+  | "INVALID_REFERENCE"
+  | "JSON_INVALID"
+  | "LAYOUT_LOCKED"
+  | "LISTING_TOO_LONG"
+  | "MANIFEST_INVALID"
+  | "MANIFEST_TOO_LARGE"
+  | "NO_CACHE_DIR"
+  | "NO_SPACE"
+  | "NO_STORE"
+  | "NOT_FOUND"
+  | "PERMISSION_DENIED"
+  | "PINNED_DIGEST_MISMATCH"
+  | "PLATFORM_INVALID"
+  | "PORT_BLOCKED"
+  | "REGISTRY_ERROR"
+  | "REGISTRY_PROTOCOL"
+  | "REGISTRY_URL_INVALID"
+  | "SIZE_INVALID"
+  | "SOURCE_NOT_REOPENABLE"
+  | "STATE"
+  | "SUSPENDED"
+  | "TAG_SHARED"
+  | "TIMEOUT"
+  | "TLS_CERTIFICATE"
+  | "TLS_MISMATCH"
+  | "TOO_MANY_REDIRECTS"
+  | "TOO_MANY_REQUESTS"
+  | "UNSUPPORTED"
+  | "WRITE_FAILED";
+
+/**
  * Base class of every error this library raises on purpose.
  *
  * @example
  * ```ts
  * import { ImagesError } from "./errors.ts";
  * try {
- *   throw new ImagesError("something went wrong", "EXAMPLE");
+ *   throw new ImagesError("something went wrong", "INTERNAL");
  * } catch (e) {
  *   if (e instanceof ImagesError) console.log(e.code, e.message);
  * }
@@ -23,16 +127,16 @@
  */
 export class ImagesError extends Error {
   /** A stable machine-readable code, e.g. `INVALID_REFERENCE`. */
-  readonly code: string;
+  readonly code: ErrorCode;
 
   /**
    * Creates the error.
    *
    * @param message what was wrong and where, never a credential
-   * @param code a stable machine-readable code
+   * @param code what kind of error it is
    * @param options the underlying cause, if any
    */
-  constructor(message: string, code = "IMAGES_ERROR", options?: ErrorOptions) {
+  constructor(message: string, code: ErrorCode, options?: ErrorOptions) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
@@ -131,7 +235,10 @@ export class DigestMismatchError extends ImagesError {
 }
 
 /**
- * An image, tag or blob that is not where it was looked for.
+ * An image, tag, manifest, blob or repository that is not where it was looked for: the
+ * one family of "not found", so a caller catches it once (`instanceof NotFoundError`,
+ * or `code === "NOT_FOUND"`). {@linkcode ImageNotFoundError} and the registry's
+ * `RegistryNotFoundError` (manifest, blob, repository) extend it.
  *
  * @example
  * ```ts
@@ -140,6 +247,9 @@ export class DigestMismatchError extends ImagesError {
  * ```
  */
 export class NotFoundError extends ImagesError {
+  /** Always `NOT_FOUND`, whichever thing was not found. */
+  declare readonly code: "NOT_FOUND";
+
   /**
    * Creates the error.
    *

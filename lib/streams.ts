@@ -48,18 +48,31 @@ export async function readAll(
       size += value.byteLength;
       if (size > limit) {
         await reader.cancel().catch(() => {});
-        throw new ImagesError(`${what}: larger than the ${limit}-byte limit`, "TOO_LARGE");
+        throw new ImagesError(`${what}: larger than the ${limit}-byte limit`, "MANIFEST_TOO_LARGE");
       }
       chunks.push(value);
     }
   } finally {
     reader.releaseLock();
   }
-  const out = new Uint8Array(size);
+  return concatBytes(chunks);
+}
+
+/**
+ * The bytes of `parts` one after the other, in a new array.
+ *
+ * @example
+ * ```ts
+ * import { concatBytes } from "./streams.ts";
+ * concatBytes([new Uint8Array([1]), new Uint8Array([2, 3])]); // Uint8Array [1, 2, 3]
+ * ```
+ */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.byteLength, 0));
   let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.byteLength;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
   }
   return out;
 }

@@ -3,7 +3,13 @@
  */
 
 import { NotFoundError } from "../lib/errors.ts";
-import { DigestCounter, sha256Digest, verifyingStream } from "../lib/oci/digest.ts";
+import {
+  DigestCounter,
+  sha256Digest,
+  type VerifiedStream,
+  verifiedStream,
+  verifyingStream,
+} from "../lib/oci/digest.ts";
 import type { Descriptor } from "../lib/oci/manifest.ts";
 import type {
   BlobInfo,
@@ -61,22 +67,15 @@ export class MemoryEnd implements ImageSource, ImageDestination {
   fetchBlob(
     descriptor: Descriptor,
     options: TransferOptions = {},
-  ): Promise<ReadableStream<Uint8Array>> {
+  ): Promise<VerifiedStream> {
     const bytes = this.blobs.get(descriptor.digest);
     if (!bytes) return Promise.reject(new NotFoundError(`blob ${descriptor.digest}`));
-    let sent = 0;
     return Promise.resolve(
-      streamOf(bytes)
-        .pipeThrough(verifyingStream({ what: descriptor.digest, ...descriptor }))
-        .pipeThrough(
-          new TransformStream({
-            transform(chunk, c) {
-              sent += chunk.byteLength;
-              options.onProgress?.(sent);
-              c.enqueue(chunk);
-            },
-          }),
-        ),
+      verifiedStream(
+        streamOf(bytes),
+        { what: descriptor.digest, ...descriptor },
+        options.onProgress,
+      ),
     );
   }
 

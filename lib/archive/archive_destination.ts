@@ -13,9 +13,9 @@
  * @module
  */
 
-import { AbortedError, DigestMismatchError, ImagesError } from "../errors.ts";
+import { AbortedError, ImagesError } from "../errors.ts";
 import type { BlobInfo, ImageDestination, TransferOptions } from "../copy/ends.ts";
-import { checkDigest, DigestCounter, vouchedDigest } from "../oci/digest.ts";
+import { checkDigest, DigestCounter, Verifier, vouchedDigest } from "../oci/digest.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { ImageSet } from "./image_set.ts";
 import { blobPath, dockerSaveFiles, jsonBytes, OCI_LAYOUT_BYTES } from "./layout_files.ts";
@@ -218,35 +218,26 @@ export class ArchiveDestination implements ImageDestination {
       slot = await this.#writer.reserve(blobPath(digest), size);
       this.#slots.set(digest, slot);
     }
-    const counter = new DigestCounter(vouchedDigest(stream, digest));
     const what = `blob ${digest} written to ${this.location}`;
+    const check = new Verifier(
+      { digest, size, what },
+      new DigestCounter(vouchedDigest(stream, digest)),
+    );
     const reader = stream.getReader();
     try {
       for (;;) {
         if (options.signal?.aborted) throw new AbortedError(`writing ${what}`);
         const { done, value } = await reader.read();
         if (done) break;
-        counter.update(value);
-        if (counter.size > size) {
-          throw new ImagesError(
-            `${what}: more data than the expected ${size} bytes`,
-            "SIZE_INVALID",
-          );
-        }
+        check.update(value);
         await slot.write(value);
-        options.onProgress?.(counter.size);
+        options.onProgress?.(check.size);
       }
     } catch (e) {
       await reader.cancel(e).catch(() => {});
       throw e;
     }
-    if (counter.size !== size) {
-      throw new ImagesError(
-        `${what}: truncated: expected ${size} bytes, got ${counter.size}`,
-        "SIZE_INVALID",
-      );
-    }
-    if (counter.digest() !== digest) throw new DigestMismatchError(what, digest, counter.digest());
+    check.end();
     await slot.finish();
     return { mediaType, digest, size };
   }
@@ -256,25 +247,20 @@ export class ArchiveDestination implements ImageDestination {
     info: BlobInfo,
     options: TransferOptions,
   ): Promise<Descriptor> {
-    const counter = new DigestCounter(vouchedDigest(stream, info.digest));
+    const what = `blob written to ${this.location}`;
+    const check = new Verifier(
+      { digest: info.digest, size: info.size, what },
+      new DigestCounter(vouchedDigest(stream, info.digest)),
+    );
     const signal = options.signal;
     const spooled = await this.#writer.spool(stream, (chunk) => {
       if (signal?.aborted) throw new AbortedError(`writing a blob to ${this.location}`);
-      counter.update(chunk);
-      options.onProgress?.(counter.size);
+      check.update(chunk);
+      options.onProgress?.(check.size);
     });
-    const digest = counter.digest();
-    const what = `blob written to ${this.location}`;
+    let digest: string;
     try {
-      if (info.digest !== undefined && info.digest !== digest) {
-        throw new DigestMismatchError(what, info.digest, digest);
-      }
-      if (info.size !== undefined && info.size !== spooled.size) {
-        throw new ImagesError(
-          `${what}: expected ${info.size} bytes, got ${spooled.size}`,
-          "SIZE_INVALID",
-        );
-      }
+      digest = check.end();
     } catch (e) {
       await spooled.discard();
       throw e;

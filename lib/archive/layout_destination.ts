@@ -12,7 +12,6 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { basename, dirname, resolve } from "node:path";
 import {
   mkdir,
@@ -26,9 +25,15 @@ import {
   writeFile,
 } from "node:fs/promises";
 import { join } from "node:path";
-import { AbortedError, ArchiveError, DigestMismatchError, ImagesError } from "../errors.ts";
+import { AbortedError, ArchiveError, ImagesError } from "../errors.ts";
 import type { BlobInfo, ImageDestination, TransferOptions } from "../copy/ends.ts";
-import { checkDigest, DigestCounter, vouchedDigest } from "../oci/digest.ts";
+import {
+  checkDigest,
+  DigestCounter,
+  streamDigest,
+  Verifier,
+  vouchedDigest,
+} from "../oci/digest.ts";
 import { type Descriptor, MAX_MANIFEST_BYTES, parseManifest } from "../oci/manifest.ts";
 import { MediaType } from "../oci/media_types.ts";
 import { errorCode, fsProblem, rangeStream, readAt, removeFile, writeAt } from "./file_io.ts";
@@ -79,14 +84,7 @@ async function removeEmptyParents(dir: string, first: string | undefined): Promi
 async function fileDigest(path: string, size: number): Promise<string> {
   const handle = await open(path, "r");
   try {
-    const hash = createHash("sha256");
-    const reader = rangeStream(handle, 0, size).getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      hash.update(value);
-    }
-    return `sha256:${hash.digest("hex")}`;
+    return await streamDigest(rangeStream(handle, 0, size));
   } finally {
     await handle.close();
   }
@@ -284,8 +282,11 @@ export class OciLayoutDestination implements ImageDestination {
     }
     const temp = join(this.location, "blobs", "sha256", tempName());
     this.#temps.add(temp);
-    const counter = new DigestCounter(vouchedDigest(stream, info.digest));
     const what = `blob written to ${this.location}`;
+    const check = new Verifier(
+      { digest: info.digest, size: info.size, what },
+      new DigestCounter(vouchedDigest(stream, info.digest)),
+    );
     const handle = await open(temp, "wx", 0o644);
     try {
       const reader = stream.getReader();
@@ -294,31 +295,17 @@ export class OciLayoutDestination implements ImageDestination {
           if (options.signal?.aborted) throw new AbortedError(`writing a ${what}`);
           const { done, value } = await reader.read();
           if (done) break;
-          await writeAt(handle, counter.size, value);
-          counter.update(value);
-          if (info.size !== undefined && counter.size > info.size) {
-            throw new ImagesError(
-              `${what}: more than the expected ${info.size} bytes`,
-              "SIZE_INVALID",
-            );
-          }
-          options.onProgress?.(counter.size);
+          const at = check.size;
+          check.update(value);
+          await writeAt(handle, at, value);
+          options.onProgress?.(check.size);
         }
       } catch (e) {
         await reader.cancel(e).catch(() => {});
         throw e;
       }
       await handle.close();
-      const digest = counter.digest();
-      if (info.size !== undefined && counter.size !== info.size) {
-        throw new ImagesError(
-          `${what}: truncated: expected ${info.size} bytes, got ${counter.size}`,
-          "SIZE_INVALID",
-        );
-      }
-      if (info.digest !== undefined && info.digest !== digest) {
-        throw new DigestMismatchError(what, info.digest, digest);
-      }
+      const digest = check.end();
       const final = join(this.location, blobPath(digest));
       // Renamed over what is there, if anything: a file of other content under this
       // name (hasBlob said no) is replaced; one of the same content, written meanwhile
@@ -326,7 +313,7 @@ export class OciLayoutDestination implements ImageDestination {
       const existed = await exists(final);
       await rename(temp, final);
       if (!existed) this.#added.push(final);
-      return { mediaType: info.mediaType, digest, size: counter.size };
+      return { mediaType: info.mediaType, digest, size: check.size };
     } finally {
       await handle.close().catch(() => {});
       await removeFile(temp);

@@ -14,7 +14,13 @@
 
 import { ArchiveError, DigestMismatchError, NotFoundError } from "../errors.ts";
 import type { ImageSource, ResolvedImage, TransferOptions } from "../copy/ends.ts";
-import { DigestCounter, sha256Digest, vouch } from "../oci/digest.ts";
+import {
+  sha256Digest,
+  streamDigest,
+  type VerifiedStream,
+  verifiedStream,
+  type VerifyFailure,
+} from "../oci/digest.ts";
 import {
   type Descriptor,
   type ImageIndex,
@@ -371,14 +377,7 @@ export class LocalSource implements ImageSource {
     let pending = this.#hashed.get(resolved);
     if (!pending) {
       pending = (async () => {
-        const counter = new DigestCounter();
-        const reader = (await this.#store.stream(entry)).getReader();
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          counter.update(value);
-        }
-        return counter.digest();
+        return await streamDigest(await this.#store.stream(entry));
       })();
       this.#hashed.set(resolved, pending);
     }
@@ -545,7 +544,7 @@ export class LocalSource implements ImageSource {
   async fetchBlob(
     descriptor: Descriptor,
     options: TransferOptions = {},
-  ): Promise<ReadableStream<Uint8Array>> {
+  ): Promise<VerifiedStream> {
     let known = this.#blobs.get(descriptor.digest);
     if (!known) {
       const entry = blobPath(descriptor.digest);
@@ -572,40 +571,27 @@ export class LocalSource implements ImageSource {
       );
     }
     const stream = await this.#store.stream(known.entry, { signal: options.signal });
-    return vouch(stream.pipeThrough(this.#checker(known, options.onProgress)), known.digest);
-  }
-
-  #checker(
-    known: KnownBlob,
-    onProgress?: (bytes: number) => void,
-  ): TransformStream<Uint8Array, Uint8Array> {
-    const counter = new DigestCounter();
     const file = this.location;
-    return new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        counter.update(chunk);
-        if (counter.size > known.size) {
-          throw new ArchiveError(file, known.entry, `holds more than its ${known.size} bytes`);
-        }
-        onProgress?.(counter.size);
-        controller.enqueue(chunk);
-      },
-      flush() {
-        if (counter.size !== known.size) {
-          throw new ArchiveError(
-            file,
-            known.entry,
-            `truncated: ${counter.size} of ${known.size} bytes`,
-          );
-        }
-        const actual = counter.digest();
-        if (actual !== known.digest) {
-          throw new ArchiveError(file, known.entry, known.problem(actual), {
-            cause: new DigestMismatchError(`${file}: ${known.entry}`, known.digest, actual),
+    const entry = known.entry;
+    const { size, problem } = known;
+    // The archive's own wording, naming the entry.
+    const failure = (f: VerifyFailure): Error => {
+      switch (f.kind) {
+        case "longer":
+          return new ArchiveError(file, entry, `holds more than its ${size} bytes`);
+        case "shorter":
+          return new ArchiveError(file, entry, `truncated: ${f.got} of ${size} bytes`);
+        case "digest":
+          return new ArchiveError(file, entry, problem(f.actual), {
+            cause: new DigestMismatchError(`${file}: ${entry}`, f.expected, f.actual),
           });
-        }
-      },
-    });
+      }
+    };
+    return verifiedStream(
+      stream,
+      { digest: known.digest, size, what: entry, failure },
+      options.onProgress,
+    );
   }
 
   /**

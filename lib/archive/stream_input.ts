@@ -17,7 +17,8 @@
 import { ArchiveError } from "../errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { MAX_MANIFEST_BYTES } from "../oci/manifest.ts";
-import { DigestCounter } from "../oci/digest.ts";
+import { DigestCounter, verifyingStream } from "../oci/digest.ts";
+import { concatBytes, readAll } from "../streams.ts";
 import { detectCompression } from "../oci/media_types.ts";
 import { streamOf } from "../streams.ts";
 import type { EntryStore, StoredFile } from "./entry_store.ts";
@@ -94,12 +95,7 @@ async function peek(
     parts.push(value);
     have += value.length;
   }
-  const head = new Uint8Array(have);
-  let at = 0;
-  for (const p of parts) {
-    head.set(p, at);
-    at += p.length;
-  }
+  const head = concatBytes(parts);
   const whole = new ReadableStream<Uint8Array>({
     start(controller) {
       if (head.length > 0) controller.enqueue(head);
@@ -165,14 +161,7 @@ export async function readArchiveStream(
     const peeked = await peek(entry.data, HEAD);
     if (looksLikeLayer(peeked.head, entry.size)) {
       const counter = new DigestCounter();
-      const counted = peeked.whole.pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, controller) {
-            counter.update(chunk);
-            controller.enqueue(chunk);
-          },
-        }),
-      );
+      const counted = peeked.whole.pipeThrough(verifyingStream({ what: entry.name }, counter));
       const stored = await options.sendLayer(counted, peeked.head, entry);
       const digest = counter.digest();
       if (counter.size !== entry.size) {
@@ -189,14 +178,7 @@ export async function readArchiveStream(
       sent.set(digest, stored);
       entries.set(entry.name, { kind: "sent", size: entry.size, digest, head: peeked.head });
     } else if (entry.size <= MAX_MANIFEST_BYTES) {
-      const parts: Uint8Array[] = [];
-      for await (const part of peeked.whole) parts.push(part);
-      const bytes = new Uint8Array(entry.size);
-      let at = 0;
-      for (const p of parts) {
-        bytes.set(p, at);
-        at += p.length;
-      }
+      const bytes = await readAll(peeked.whole, MAX_MANIFEST_BYTES, showPath(entry.name));
       entries.set(entry.name, { kind: "bytes", bytes });
     } else {
       await peeked.whole.cancel();

@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { VerifiedStream } from "../oci/digest.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 
 /** The top-level manifest or index of one image held by a source. */
@@ -75,9 +76,10 @@ export interface ImageSource {
   fetchManifest(descriptor: Descriptor): Promise<Uint8Array>;
   /**
    * A blob's bytes as stored (a compressed layer stays compressed), failing the stream
-   * when the bytes do not match the descriptor's digest and size.
+   * when the bytes do not match the descriptor's digest and size: a
+   * {@linkcode VerifiedStream}, which a destination does not hash again.
    */
-  fetchBlob(descriptor: Descriptor, options?: TransferOptions): Promise<ReadableStream<Uint8Array>>;
+  fetchBlob(descriptor: Descriptor, options?: TransferOptions): Promise<VerifiedStream>;
   /** Releases open files and connections. */
   close(): Promise<void>;
 }

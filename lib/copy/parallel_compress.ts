@@ -24,7 +24,15 @@ import {
   type NativeGzip,
 } from "./native_gzip.ts";
 import { markDisposable, noteGarbage } from "../gc.ts";
-import { adoptChunk, CHUNK_SIZE, giveChunk, takeChunk } from "../chunk_pool.ts";
+import {
+  adoptChunk,
+  CHUNK_SIZE,
+  giveChunk,
+  type OwnedChunk,
+  ownedCopy,
+  takeChunk,
+  transferredChunk,
+} from "../chunk_pool.ts";
 
 /** Uncompressed bytes per block: large enough that the ratio loss is negligible. */
 export const BLOCK_SIZE: number = CHUNK_SIZE;
@@ -141,12 +149,12 @@ export class CompressorPool {
   }
 
   /** A block buffer of {@linkcode BLOCK_SIZE} bytes: a returned one if any, else a new one. */
-  takeBlock(): Uint8Array {
+  takeBlock(): OwnedChunk {
     return takeChunk();
   }
 
   /** Returns a block buffer for reuse (allocating fewer buffers keeps memory flat). */
-  giveBlock(block: Uint8Array): void {
+  giveBlock(block: OwnedChunk): void {
     giveChunk(block);
   }
 
@@ -186,7 +194,7 @@ export class CompressorPool {
         // A member written back into its block (`length` bytes) gets memory of its own
         // size here, and the block goes back to the pool.
         const bytes = length === undefined ? event.data.bytes : block.slice(0, length);
-        if (block) this.giveBlock(block);
+        if (block) this.giveBlock(transferredChunk(block));
         const pending = this.#pending.get(id);
         this.#pending.delete(id);
         if (error !== undefined) {
@@ -214,10 +222,11 @@ export class CompressorPool {
    * Compresses one block into a complete gzip member or zstd frame: in a worker, or (with
    * zlib or WebAssembly, one block in `2 × workers + 1`) right here, so the calling
    * thread's core works too. An `engine` other than zlib must come from a
-   * {@linkcode CompressorPool.plan}. The block belongs to the pool afterwards (it is reused).
+   * {@linkcode CompressorPool.plan}. The block belongs to the pool afterwards (it is reused
+   * or transferred): the caller keeps no view of it.
    */
   compress(
-    block: Uint8Array,
+    block: OwnedChunk,
     format: LayerCompression,
     level: number,
     engine: GzipEngine = "zlib",
@@ -280,7 +289,7 @@ export class CompressorPool {
    */
   async #onRuntimeThread(
     library: NativeGzip,
-    block: Uint8Array,
+    block: OwnedChunk,
     level: number,
   ): Promise<Uint8Array> {
     if (this.#threadCalls < this.#size + 2) this.#threadCalls++;
@@ -360,7 +369,7 @@ export function parallelCompressStream(
   let block = pool.takeBlock();
   let filled = 0;
   let blocks = 0;
-  const dispatch = (data: Uint8Array) => {
+  const dispatch = (data: OwnedChunk) => {
     blocks++;
     const job = pool.compress(data, format, level, engine);
     job.catch(() => {}); // handled when awaited in order; avoids an unhandled rejection
@@ -402,7 +411,7 @@ export function parallelCompressStream(
     },
     async flush(controller) {
       // An empty layer still becomes one valid (empty) member.
-      if (filled > 0 || blocks === 0) dispatch(block.slice(0, filled));
+      if (filled > 0 || blocks === 0) dispatch(ownedCopy(block.subarray(0, filled)));
       pool.giveBlock(block);
       await drain(controller, 0);
     },

@@ -5,7 +5,7 @@
  */
 
 import { AbortedError, DigestMismatchError, ImagesError } from "../errors.ts";
-import { sha256Digest } from "../oci/digest.ts";
+import { sha256Digest, type VerifiedStream } from "../oci/digest.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import type { RegistryClient } from "../registry/client.ts";
 import type { UploadResume } from "../registry/upload.ts";
@@ -88,7 +88,7 @@ export class RegistrySource implements ImageSource {
   async fetchBlob(
     descriptor: Descriptor,
     options: TransferOptions = {},
-  ): Promise<ReadableStream<Uint8Array>> {
+  ): Promise<VerifiedStream> {
     const stream = await this.#client.getBlob(this.#repository, descriptor, options);
     await this.#cache?.seenAt(descriptor.digest, this.#client.host, this.#repository);
     return stream;

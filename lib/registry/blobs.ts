@@ -7,7 +7,7 @@
  */
 
 import { ImagesError } from "../errors.ts";
-import { checkDigest, verifyingStream, vouch } from "../oci/digest.ts";
+import { checkDigest, type VerifiedStream, verifiedStream } from "../oci/digest.ts";
 import { checkRepository } from "./endpoint.ts";
 import { errorFromResponse, RegistryConnectionError, StalledError } from "./errors.ts";
 import type { HttpResponse } from "./http.ts";
@@ -80,7 +80,7 @@ export async function getBlob(
   repo: string,
   descriptor: { digest: string; size?: number },
   options: GetBlobOptions = {},
-): Promise<ReadableStream<Uint8Array>> {
+): Promise<VerifiedStream> {
   checkRepository(repo);
   const digest = descriptor.digest;
   const what = `blob ${digest} of ${http.host}/${repo}`;
@@ -183,7 +183,7 @@ export async function getBlob(
       await reader?.cancel(reason).catch(() => {});
     },
   }, { highWaterMark: 0 });
-  return vouch(stream.pipeThrough(verifyingStream({ digest, size, what })), digest);
+  return verifiedStream(stream, { digest, size, what });
 }
 
 function contentRangeStart(value: string | null): number | undefined {

@@ -11,7 +11,7 @@ import { NotFoundError } from "../errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { Authenticator } from "./auth.ts";
 import { getBlob, headBlob } from "./blobs.ts";
-import { vouch, vouchedDigest } from "../oci/digest.ts";
+import { verifiedDigest, type VerifiedStream, vouch } from "../oci/digest.ts";
 import { type Credentials, resolveCredentials } from "./credentials.ts";
 import { registryBaseUrl } from "./endpoint.ts";
 import {
@@ -352,13 +352,11 @@ export class RegistryClient {
     repo: string,
     descriptor: { digest: string; size?: number },
     options: GetBlobOptions = {},
-  ): Promise<ReadableStream<Uint8Array>> {
+  ): Promise<VerifiedStream> {
     return this.#guard(async () => {
       const stream = await getBlob(this.#http, repo, descriptor, options);
-      const redacting = this.#redacting(stream);
-      // A pass-through changes no byte: the check getBlob vouched for still holds.
-      const checked = vouchedDigest(stream, descriptor.digest);
-      return checked ? vouch(redacting, checked) : redacting;
+      // A pass-through changes no byte: the check getBlob made still holds.
+      return vouch(this.#redacting(stream), verifiedDigest(stream));
     });
   }
 

@@ -107,7 +107,7 @@ export function checkRepository(repo: string): string {
     throw new ImagesError(
       `invalid repository name ${JSON.stringify(repo)}: expected lower-case components ` +
         `[a-z0-9] separated by . _ - and joined by /`,
-      "NAME_INVALID",
+      "INVALID_REFERENCE",
     );
   }
   return repo;

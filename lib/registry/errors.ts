@@ -7,8 +7,9 @@
  * @module
  */
 
-import { ImagesError, NotFoundError } from "../errors.ts";
+import { type ErrorCode, ImagesError, NotFoundError } from "../errors.ts";
 import { printable } from "../printable.ts";
+import { concatBytes } from "../streams.ts";
 
 /**
  * One entry of a registry's `{"errors": [...]}` answer.
@@ -68,9 +69,9 @@ export class RegistryError extends ImagesError {
    *
    * @param message the operation, its subject and what went wrong
    * @param info status, OCI errors and cause
-   * @param code a stable machine-readable code
+   * @param code what kind of error it is
    */
-  constructor(message: string, info: RegistryErrorInfo = {}, code = "REGISTRY_ERROR") {
+  constructor(message: string, info: RegistryErrorInfo = {}, code: ErrorCode = "REGISTRY_ERROR") {
     super(message, code, info.cause === undefined ? undefined : { cause: info.cause });
     this.status = info.status;
     this.errors = info.errors ?? [];
@@ -100,13 +101,11 @@ export class RegistryConnectionError extends RegistryError {
   }
 }
 
-/** Why a registry cannot be reached in a way no retry cures. */
-export type UnreachableCode =
-  | "TLS_MISMATCH"
-  | "TLS_CERTIFICATE"
-  | "CONNECTION_REFUSED"
-  | "HOST_NOT_FOUND"
-  | "PORT_BLOCKED";
+/** Why a registry cannot be reached in a way no retry cures (the codes of {@linkcode ErrorCode} for it). */
+export type UnreachableCode = Extract<
+  ErrorCode,
+  "TLS_MISMATCH" | "TLS_CERTIFICATE" | "CONNECTION_REFUSED" | "HOST_NOT_FOUND" | "PORT_BLOCKED"
+>;
 
 /**
  * The registry cannot be reached, and trying again would not help: TLS spoken to a port
@@ -453,7 +452,7 @@ export async function readOciErrors(response: Response): Promise<OciErrorEntry[]
       total += value.byteLength;
     }
     await reader.cancel().catch(() => {});
-    const text = new TextDecoder().decode(concat(parts, total)).slice(0, MAX_ERROR_BODY);
+    const text = new TextDecoder().decode(concatBytes(parts)).slice(0, MAX_ERROR_BODY);
     const doc = JSON.parse(text) as { errors?: unknown };
     if (!Array.isArray(doc.errors)) return [];
     const out: OciErrorEntry[] = [];
@@ -470,16 +469,6 @@ export async function readOciErrors(response: Response): Promise<OciErrorEntry[]
   } catch {
     return [];
   }
-}
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 function describe(status: number, errors: OciErrorEntry[]): string {

@@ -10,6 +10,7 @@
  */
 
 import { AbortedError, ImagesError } from "../errors.ts";
+import { readAll } from "../streams.ts";
 import { isLoopbackHost, resolveLocation } from "./endpoint.ts";
 import {
   fetchFailureText,
@@ -167,29 +168,7 @@ export class HttpResponse {
    */
   async bytes(limit = 4 * 1024 * 1024, what = "answer"): Promise<Uint8Array> {
     if (!this.body) return new Uint8Array(0);
-    const reader = this.body.getReader();
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.byteLength;
-      if (total > limit) {
-        await reader.cancel().catch(() => {});
-        throw new ImagesError(
-          `${what}: more than the ${limit}-byte limit`,
-          "MANIFEST_TOO_LARGE",
-        );
-      }
-      parts.push(value);
-    }
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.byteLength;
-    }
-    return out;
+    return await readAll(this.body, limit, what);
   }
 
   /** Reads the whole body as text (at most `limit` bytes). */

@@ -51,7 +51,7 @@ function checkReference(reference: string, what: string): string {
   if (!isManifestReference(reference)) {
     throw new ImagesError(
       `${what}: invalid tag or digest ${JSON.stringify(reference)}`,
-      "REFERENCE_INVALID",
+      "INVALID_REFERENCE",
     );
   }
   return reference;

@@ -11,6 +11,7 @@ import { createHash, type Hash } from "node:crypto";
 import { ImagesError } from "../errors.ts";
 import { dispose } from "../gc.ts";
 import { vouchedDigest } from "../oci/digest.ts";
+import { concatBytes } from "../streams.ts";
 
 /**
  * Where an upload's bytes come from.
@@ -193,13 +194,7 @@ export class SourceCursor {
       total += next.byteLength;
     }
     if (total > limit) return undefined;
-    const whole = new Uint8Array(total);
-    let at = 0;
-    for (const chunk of this.#pending) {
-      whole.set(chunk, at);
-      at += chunk.byteLength;
-    }
-    return whole;
+    return concatBytes(this.#pending);
   }
 
   /** Remembers the hash state at the current position, to come back to. */

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { CompressorPool, parallelCompressStream } from "../../lib/copy/parallel_compress.ts";
 import { BLOCK_SIZE } from "../../lib/copy/parallel_compress.ts";
 import { type GzipEngine, GzipEngines } from "../../lib/copy/native_gzip.ts";
+import { ownedCopy } from "../../lib/chunk_pool.ts";
 import { sha256Digest } from "../../lib/oci/digest.ts";
 import { readAll, streamOf } from "../../lib/streams.ts";
 import { run } from "../../testing/tools.ts";
@@ -78,7 +79,7 @@ describe("gzip engines", () => {
     const plan = await pool.plan("gzip");
     const jobs = Array.from(
       { length: 6 },
-      () => pool.compress(data.slice(0, BLOCK_SIZE), "gzip", plan.level, plan.engine),
+      () => pool.compress(ownedCopy(data.subarray(0, BLOCK_SIZE)), "gzip", plan.level, plan.engine),
     );
     pool.release(); // the library must stay loaded for calls already running
     for (const outcome of await Promise.allSettled(jobs)) {
@@ -120,7 +121,7 @@ describe("gzip engines", () => {
     const plan = await pool.plan("gzip");
     const expected = blocks.map((block) => sha256Digest(here.wasm().compress(block, plan.level)));
     const members = await Promise.all(
-      blocks.map((block) => pool.compress(block.slice(), "gzip", plan.level, plan.engine)),
+      blocks.map((block) => pool.compress(ownedCopy(block), "gzip", plan.level, plan.engine)),
     );
     assert.deepEqual(members.map(sha256Digest), expected);
   });
