@@ -43,8 +43,8 @@ import { dirname, join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { type RunningRegistry, startRegistry } from "../tests/helpers/registry.ts";
-import { run } from "../tests/helpers/tools.ts";
+import { type RunningRegistry, startRegistry } from "../testing/docker_registry.ts";
+import { run } from "../testing/tools.ts";
 import { CACHE_DIR, ensureImage, IMAGE_NAME } from "./make_image.ts";
 import { GzipEngines } from "../lib/compression/gzip_engines.ts";
 import {

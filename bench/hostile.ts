@@ -1,5 +1,5 @@
 /**
- * Measures the command line against the hostile registry (tests/helpers/hostile_registry.ts):
+ * Measures the command line against the hostile registry (testing/hostile_registry.ts):
  * what a second origin receives, how long stalled bodies take, the memory and requests of
  * listings without end, what a `file:` Location does, what reaches stderr.
  *
@@ -26,8 +26,8 @@ import {
   sha256,
   stalledBody,
   startHostileRegistry,
-} from "../tests/helpers/hostile_registry.ts";
-import { docker25SaveEntries, layerTar, syntheticImage, writeTar } from "../tests/helpers/tools.ts";
+} from "../testing/hostile_registry.ts";
+import { docker25SaveEntries, layerTar, syntheticImage, writeTar } from "../testing/tools.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),

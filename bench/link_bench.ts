@@ -33,7 +33,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { startRegistry } from "../tests/helpers/registry.ts";
+import { startRegistry } from "../testing/docker_registry.ts";
 import { type Link, startLink } from "./link.ts";
 import { CACHE_DIR, type LayerSpec, writeDockerArchive } from "./make_image.ts";
 import { measure, skopeoBlobInfoCache } from "./measure.ts";

@@ -101,7 +101,7 @@ export interface BlobInfo {
  * @example
  * ```ts
  * import type { ImageDestination } from "./ends.ts";
- * async function store(dest: ImageDestination, config: Uint8Array): Promise<void> {
+ * async function store(dest: ImageDestination, config: Uint8Array<ArrayBuffer>): Promise<void> {
  *   const blob = new Blob([config]).stream();
  *   const d = await dest.putBlob(blob, { mediaType: "application/vnd.oci.image.config.v1+json" });
  *   console.log(d.digest);

@@ -29,7 +29,7 @@ import {
 import { encodeTarHeader, openLocalSource, paddedSize, TarWriter } from "../lib/archive/mod.ts";
 import { parseConfig, parseManifest } from "../lib/oci/manifest.ts";
 import { formatBytes } from "../lib/progress.ts";
-import { startTestRegistry } from "./helpers/test_registry.ts";
+import { startTestRegistry } from "../testing/fake_registry.ts";
 
 // ---------------------------------------------------------------------------------
 // Terminal output
@@ -351,7 +351,7 @@ async function startInProcess(): Promise<Registry> {
 }
 
 async function startReal(): Promise<Registry> {
-  const { startRegistry } = await import("./helpers/registry.ts");
+  const { startRegistry } = await import("../testing/docker_registry.ts");
   const basic = existsSync("/usr/bin/htpasswd");
   const registry = await startRegistry({ auth: basic ? "htpasswd" : "none" });
   return {
@@ -381,7 +381,7 @@ async function main(args: string[]): Promise<number> {
     return 1;
   }
   const { REGISTRY_BINARY, registryAvailable } = real
-    ? await import("./helpers/registry.ts")
+    ? await import("../testing/docker_registry.ts")
     : { REGISTRY_BINARY: "", registryAvailable: false };
   if (real && !registryAvailable) {
     const where = REGISTRY_BINARY;

@@ -11,7 +11,7 @@
 
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { formatSoakSummary, runSoak, soakPassed } from "./helpers/soak.ts";
+import { formatSoakSummary, runSoak, soakPassed } from "../testing/soak.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),

@@ -36,7 +36,7 @@ export interface StoreStreamOptions {
  * Read access to the entries of an archive or layout directory.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { openEntryStore } from "./entry_store.ts";
  * const store = await openEntryStore("image.tar");
  * console.log(store.kind, (await store.stat("manifest.json"))?.size);
@@ -67,7 +67,7 @@ export interface EntryStore {
  * Opens a tar file or a directory as an {@linkcode EntryStore}.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { openEntryStore } from "./entry_store.ts";
  * const store = await openEntryStore("layout-dir");
  * await store.close();

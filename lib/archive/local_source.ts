@@ -75,7 +75,7 @@ const HEAD_BYTES = 8;
  * (`docker save` when it holds `manifest.json`, else an OCI layout archive).
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { openLocalSource } from "./local_source.ts";
  * const source = await openLocalSource("nginx.tar");
  * try {
@@ -101,7 +101,7 @@ export async function openLocalSource(path: string): Promise<LocalSource> {
  * An image source over a local archive or layout directory; see {@linkcode openLocalSource}.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { openLocalSource } from "./local_source.ts";
  * const source = await openLocalSource("oci-dir");
  * console.log(source.format); // "oci-layout"
@@ -130,7 +130,7 @@ export class LocalSource implements ImageSource {
    * Reads the catalog (`manifest.json` or `index.json`) of an opened entry store.
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { openEntryStore } from "./entry_store.ts";
    * import { LocalSource } from "./local_source.ts";
    * const source = await LocalSource.fromStore(await openEntryStore("image.tar"));
@@ -184,7 +184,7 @@ export class LocalSource implements ImageSource {
    * else `org.opencontainers.image.ref.name`).
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { openLocalSource } from "./local_source.ts";
    * const source = await openLocalSource("images.tar");
    * console.log(await source.names());
@@ -263,7 +263,7 @@ export class LocalSource implements ImageSource {
    * against `rootfs.diff_ids`.
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { openLocalSource } from "./local_source.ts";
    * const source = await openLocalSource("image.tar");
    * const { descriptor, bytes } = await source.resolve();
@@ -498,7 +498,7 @@ export class LocalSource implements ImageSource {
    * checked against the descriptor's digest and size.
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { openLocalSource } from "./local_source.ts";
    * import { parseManifest } from "../oci/manifest.ts";
    * const source = await openLocalSource("multi.tar");
@@ -528,7 +528,7 @@ export class LocalSource implements ImageSource {
    * descriptor's digest (for an uncompressed `docker save` layer: to its diffID).
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { openLocalSource } from "./local_source.ts";
    * import { parseManifest } from "../oci/manifest.ts";
    * const source = await openLocalSource("image.tar");
@@ -598,7 +598,7 @@ export class LocalSource implements ImageSource {
    * Closes the archive file.
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { openLocalSource } from "./local_source.ts";
    * const source = await openLocalSource("image.tar");
    * await source.close();

@@ -4,7 +4,7 @@
  * reader and a tar writer with concurrent reserved entries.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { openLocalSource } from "./mod.ts";
  * const source = await openLocalSource("image.tar");
  * console.log(await source.names());

@@ -131,7 +131,7 @@ function describeNotTar(head: Uint8Array): string {
  * An index of a tar archive's entries, built by reading only the headers.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { TarIndex } from "./tar_index.ts";
  * const index = await TarIndex.open("image.tar");
  * try {
@@ -172,7 +172,7 @@ export class TarIndex {
    * not match, an entry running past the end of the file, or a name leaving the archive.
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { TarIndex } from "./tar_index.ts";
    * const index = await TarIndex.open("image.tar");
    * console.log([...index.names()]);
@@ -212,7 +212,7 @@ export class TarIndex {
    * the later entry winning as in `tar x`).
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { TarIndex } from "./tar_index.ts";
    * const index = await TarIndex.open("image.tar");
    * for (const name of index.names()) console.log(name);
@@ -227,7 +227,7 @@ export class TarIndex {
    * The entry called `name` itself (links not followed), or undefined.
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { TarIndex } from "./tar_index.ts";
    * const index = await TarIndex.open("image.tar");
    * console.log(index.entry("abc/layer.tar")?.type); // "symlink"
@@ -246,7 +246,7 @@ export class TarIndex {
    * link leading outside the archive, a dangling link or something that is not a file.
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { TarIndex } from "./tar_index.ts";
    * const index = await TarIndex.open("image.tar");
    * const layer = index.resolve("abc/layer.tar"); // the file the symlink points to
@@ -345,7 +345,7 @@ export class TarIndex {
    * naming `name` when it is not in the archive.
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { TarIndex } from "./tar_index.ts";
    * const index = await TarIndex.open("image.tar");
    * console.log(index.require("manifest.json").size);
@@ -362,7 +362,7 @@ export class TarIndex {
    * Reads a whole small entry (links followed), refusing one over `maxBytes`.
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { TarIndex } from "./tar_index.ts";
    * const index = await TarIndex.open("image.tar");
    * const bytes = await index.readEntry("manifest.json", 4 * 1024 * 1024);
@@ -388,7 +388,7 @@ export class TarIndex {
    * compression by magic bytes.
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { TarIndex } from "./tar_index.ts";
    * const index = await TarIndex.open("image.tar");
    * const head = await index.readHead("blobs/sha256/" + "ab".repeat(32), 6);
@@ -405,7 +405,7 @@ export class TarIndex {
    * the consumer pulls: memory stays bounded whatever the entry's size.
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { TarIndex } from "./tar_index.ts";
    * const index = await TarIndex.open("image.tar");
    * const stream = index.openEntry("manifest.json");
@@ -434,7 +434,7 @@ export class TarIndex {
    * Closes the file. Streams still open fail afterwards.
    *
    * @example
-   * ```ts
+   * ```ts ignore
    * import { TarIndex } from "./tar_index.ts";
    * const index = await TarIndex.open("image.tar");
    * await index.close();

@@ -94,7 +94,7 @@ class ByteReader {
  * data of the previous one.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { readTarStream } from "./tar_stream.ts";
  * const stream = (await Deno.open("image.tar")).readable;
  * for await (const entry of readTarStream(stream, "image.tar")) {

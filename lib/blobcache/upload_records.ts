@@ -20,7 +20,8 @@ import { join } from "node:path";
  * Names one layer upload: where it goes and what it is made of.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { UploadKey } from "./upload_records.ts";
  * const key: UploadKey = {
  *   host: "registry.example.com",
  *   repository: "alice/app",
@@ -44,7 +45,8 @@ export interface UploadKey {
  * Where an upload session stood when it was last saved.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { SavedUpload } from "./upload_records.ts";
  * const saved: SavedUpload = { location: "https://r.example.com/v2/app/blobs/uploads/x?_state=y", offset: 8388608 };
  * ```
  */

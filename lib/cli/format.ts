@@ -43,8 +43,14 @@ export interface CurrentContext {
  * owner (`image:name:tag`, `image:/owner/name:tag@sha256:…`), else its full URI.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { RemoteImage } from "../../mod.ts";
  * import { shortImageUri } from "./format.ts";
+ * const image = RemoteImage.newPlatformImage("app", "registry.example.com", {
+ *   clusterName: "default",
+ *   owner: "alice",
+ *   tag: "1.0",
+ * });
  * shortImageUri(image, { clusterName: "default", owner: "alice" }); // "image:app:1.0"
  * ```
  */

@@ -81,10 +81,11 @@ interface Pending {
  *
  * @example
  * ```ts
+ * import { ownedCopy } from "../chunk_pool.ts";
  * import { CompressorPool } from "./parallel_compress.ts";
  * const pool = new CompressorPool();
  * pool.acquire();
- * const gz = await pool.compress(new Uint8Array(10), "gzip", 6);
+ * const gz = await pool.compress(ownedCopy(new Uint8Array(10)), "gzip", 6);
  * pool.release();
  * ```
  */

@@ -61,9 +61,16 @@ export function hostPlatform(): Platform {
  * The entry of an index for a platform (a variant is matched only when asked for).
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { findPlatform, hostPlatform } from "./platform.ts";
- * const child = findPlatform(index.manifests, hostPlatform());
+ * const entry = (architecture: string, hex: string) => ({
+ *   mediaType: "application/vnd.oci.image.manifest.v1+json",
+ *   digest: `sha256:${hex.repeat(64)}`,
+ *   size: 400,
+ *   platform: { os: "linux", architecture },
+ * });
+ * const manifests = [entry("amd64", "a"), entry("arm64", "b")];
+ * const child = findPlatform(manifests, hostPlatform()); // the entry of this machine's platform
  * ```
  */
 export function findPlatform(

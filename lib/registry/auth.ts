@@ -25,7 +25,12 @@ import { backoffDelay, RETRYABLE_STATUSES, type RetryPolicy, sleep } from "./ret
  * Options of an {@linkcode Authenticator}.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { AuthenticatorOptions } from "./auth.ts";
+ * import { HttpTransport } from "./http.ts";
+ * import { SecretSet } from "./redact.ts";
+ * import { DEFAULT_RETRY_POLICY } from "./retry.ts";
+ * const transport = new HttpTransport();
  * const options: AuthenticatorOptions = {
  *   host: "r.example.com",
  *   credentials: () => Promise.resolve(undefined),

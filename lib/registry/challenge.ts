@@ -9,7 +9,8 @@
  * One authentication challenge: a scheme and its parameters.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { Challenge } from "./challenge.ts";
  * const challenge: Challenge = { scheme: "bearer", params: { realm: "https://auth.example.com/token" } };
  * ```
  */

@@ -43,7 +43,8 @@ import { cancelSession, type UploadSession } from "./upload_session.ts";
  * Options of a {@linkcode RegistryClient}.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { RegistryClient, type RegistryClientOptions } from "./client.ts";
  * const options: RegistryClientOptions = {
  *   url: "registry.example.com",
  *   credentials: { username: "alice", password: "token" },

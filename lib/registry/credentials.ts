@@ -20,7 +20,8 @@ import { ImagesError } from "../errors.ts";
  * A user name with a password (or a token used as one), or an OAuth2 identity (refresh) token.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { Credentials } from "./credentials.ts";
  * const basic: Credentials = { username: "alice", password: "token" };
  * const oauth: Credentials = { identityToken: "refresh-token" };
  * ```
@@ -33,7 +34,8 @@ export type Credentials =
  * Credentials and a description of where they were found, for messages.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { resolveCredentials, type ResolvedCredentials } from "./credentials.ts";
  * const found: ResolvedCredentials | undefined = await resolveCredentials("r.example.com");
  * console.log(found?.source);
  * ```
@@ -49,7 +51,8 @@ export interface ResolvedCredentials {
  * Where {@linkcode resolveCredentials} may look.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { resolveCredentials } from "./credentials.ts";
  * const found = await resolveCredentials("r.example.com", {
  *   dockerConfigDir: "/home/alice/.docker",
  *   allowCredentialHelpers: true,

@@ -15,7 +15,8 @@ import { readAll } from "../streams.ts";
  * One entry of a registry's `{"errors": [...]}` answer.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { OciErrorEntry } from "./errors.ts";
  * const entry: OciErrorEntry = { code: "MANIFEST_UNKNOWN", message: "manifest unknown" };
  * ```
  */
@@ -30,7 +31,8 @@ export interface OciErrorEntry {
  * What every registry error carries besides its message.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { RegistryErrorInfo } from "./errors.ts";
  * const info: RegistryErrorInfo = { status: 500, errors: [{ code: "UNKNOWN" }] };
  * ```
  */
@@ -418,7 +420,8 @@ export class RepositoryNotFoundError extends RegistryNotFoundError {}
  * What a failed answer was about, to pick the error type and word the message.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { Subject } from "./errors.ts";
  * const subject: Subject = "manifest";
  * ```
  */

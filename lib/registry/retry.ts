@@ -12,7 +12,8 @@ import { parseRetryAfter } from "./errors.ts";
  * How often and how patiently to retry.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { RetryPolicy } from "./retry.ts";
  * const policy: RetryPolicy = { maxRetries: 3, baseDelayMs: 100, maxDelayMs: 2000, maxRetryAfterMs: 10_000 };
  * ```
  */
@@ -34,7 +35,8 @@ export interface RetryPolicy {
  * The defaults of {@linkcode RetryPolicy}.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { DEFAULT_RETRY_POLICY } from "./retry.ts";
  * const patient = { ...DEFAULT_RETRY_POLICY, maxRetries: 10 };
  * ```
  */
@@ -49,7 +51,8 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = {
  * Statuses that a repeat of the same request may cure.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { RETRYABLE_STATUSES } from "./retry.ts";
  * RETRYABLE_STATUSES.has(503); // true
  * ```
  */

@@ -23,7 +23,9 @@ import { sessionOf, type UploadSession } from "./upload_session.ts";
  * round trip's worth of bytes on a fast link, so the round trips saved matter more.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { SMALL_BLOB_BYTES } from "./small_upload.ts";
+ * const size = 4096;
  * if (size <= SMALL_BLOB_BYTES) console.log("one request");
  * ```
  */
@@ -36,8 +38,10 @@ export const SMALL_BLOB_BYTES: number = 1024 * 1024;
  * wait for an answer.
  *
  * @example
- * ```ts ignore
- * await http.send({ ...request, headersTimeoutMs: smallBodyWait(body) });
+ * ```ts
+ * import { smallBodyWait } from "./small_upload.ts";
+ * smallBodyWait(new Uint8Array(512)); // 0: answered within the stall timeout, as a chunk is
+ * smallBodyWait(new Uint8Array(0)); // undefined: the transport's usual wait
  * ```
  */
 export function smallBodyWait(body: Uint8Array): number | undefined {
@@ -55,7 +59,8 @@ const ASKING_BLOB_BYTES = 16 * 1024;
  * `false` (opens a session, or refuses), or a question being asked.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { SinglePostSupport } from "./small_upload.ts";
  * const learnt: SinglePostSupport = { verdict: true };
  * ```
  */
@@ -71,8 +76,10 @@ export interface SinglePostSupport {
  * opened instead, if it did).
  *
  * @example
- * ```ts ignore
- * const outcome: WholePost = { stored: false, session };
+ * ```ts
+ * import type { WholePost } from "./small_upload.ts";
+ * const stored: WholePost = { stored: true };
+ * const refused: WholePost = { stored: false }; // a registry may open a session instead
  * ```
  */
 export type WholePost = { stored: true } | { stored: false; session?: UploadSession };

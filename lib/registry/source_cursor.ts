@@ -17,7 +17,8 @@ import { concatBytes } from "../streams.ts";
  * Where an upload's bytes come from.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { BlobSource } from "./source_cursor.ts";
  * const bytes = new TextEncoder().encode("hello");
  * const source: BlobSource = {
  *   open: (offset) => new Blob([bytes.subarray(offset)]).stream(),

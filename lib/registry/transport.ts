@@ -24,7 +24,8 @@ import {
  * A request body: bytes (can be sent again) or a stream (sent once).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { RequestBody } from "./http.ts";
  * const body: RequestBody = new TextEncoder().encode("{}");
  * ```
  */
@@ -34,7 +35,8 @@ export type RequestBody = Uint8Array | ReadableStream<Uint8Array>;
  * One HTTP request.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { HttpRequest } from "./http.ts";
  * const request: HttpRequest = {
  *   method: "GET",
  *   url: new URL("https://r.example.com/v2/"),
@@ -74,7 +76,8 @@ export interface HttpRequest {
  * Timeouts and limits of a {@linkcode HttpTransport}.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { HttpTransportOptions } from "./http.ts";
  * const options: HttpTransportOptions = { connectTimeoutMs: 10_000, stallTimeoutMs: 30_000 };
  * ```
  */
@@ -199,7 +202,7 @@ class TimeoutSignal extends Error {
  * Sends single HTTP requests to a registry (and to the places it redirects to).
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { HttpTransport } from "./transport.ts";
  * const transport = new HttpTransport({ stallTimeoutMs: 10_000 });
  * const res = await transport.send({

@@ -1,0 +1,127 @@
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import {
+  BLOCK_SIZE,
+  CompressorPool,
+  parallelCompressStream,
+} from "../../lib/compression/parallel_compress.ts";
+import { decompressStream } from "../../lib/compression/compress.ts";
+import { sha256Digest } from "../../lib/oci/digest.ts";
+import { detectCompression } from "../../lib/oci/media_types.ts";
+import { readAll, streamOf } from "../../lib/streams.ts";
+import { CHUNK_SIZE } from "../../lib/chunk_pool.ts";
+import { rangeStream } from "../../lib/archive/file_io.ts";
+import { open, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import process from "node:process";
+import { join } from "node:path";
+
+/** Input cut into uneven chunks, so block boundaries never line up with chunks. */
+function chunked(data: Uint8Array, chunk: number): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (at >= data.byteLength) return controller.close();
+      controller.enqueue(data.slice(at, at + chunk));
+      at += chunk;
+    },
+  });
+}
+
+/** Passes a stream on unchanged, keeping every chunk it carried in `seen`. */
+function recorded(stream: ReadableStream<Uint8Array>, seen: Uint8Array[]) {
+  return stream.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        seen.push(chunk);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+}
+
+describe("parallel compression", () => {
+  const pool = new CompressorPool(2);
+  pool.acquire();
+  after(() => pool.release());
+  const data = new Uint8Array(3 * BLOCK_SIZE + 12345).map((_, i) => (i * 7919) % 251 ^ (i >> 12));
+
+  for (const format of ["gzip", "zstd"] as const) {
+    it(`${format}: members decompress to the input, the same bytes whatever the chunking`, async () => {
+      const a = await readAll(
+        chunked(data, 100_003).pipeThrough(parallelCompressStream(pool, format, 3)),
+        1e8,
+        "a",
+      );
+      const b = await readAll(
+        chunked(data, 1 << 20).pipeThrough(parallelCompressStream(pool, format, 3)),
+        1e8,
+        "b",
+      );
+      assert.equal(sha256Digest(a), sha256Digest(b));
+      assert.equal(detectCompression(a), format);
+      const back = await readAll(streamOf(a).pipeThrough(decompressStream(format)), 1e8, "c");
+      assert.equal(sha256Digest(back), sha256Digest(data));
+    });
+  }
+
+  it("compresses an empty layer into one valid empty member", async () => {
+    const gz = await readAll(
+      streamOf(new Uint8Array(0)).pipeThrough(parallelCompressStream(pool, "gzip")),
+      1e6,
+      "e",
+    );
+    assert.ok(gz.byteLength > 0);
+    const back = await readAll(streamOf(gz).pipeThrough(decompressStream("gzip")), 1e6, "f");
+    assert.equal(back.byteLength, 0);
+  });
+
+  it("keeps several streams apart on one pool", async () => {
+    const inputs = [1, 2, 3].map((n) => data.subarray(0, n * 700_000));
+    const outputs = await Promise.all(
+      inputs.map((input) =>
+        readAll(streamOf(input).pipeThrough(parallelCompressStream(pool, "gzip", 1)), 1e8, "g")
+      ),
+    );
+    for (const [i, out] of outputs.entries()) {
+      const back = await readAll(streamOf(out).pipeThrough(decompressStream("gzip")), 1e8, "h");
+      assert.equal(sha256Digest(back), sha256Digest(inputs[i]));
+    }
+  });
+
+  it("takes whole chunks read from a file as blocks, and leaves other chunks intact", async () => {
+    const path = join(tmpdir(), `parallel-compress-${process.pid}-${Date.now()}.bin`);
+    await writeFile(path, data);
+    const handle = await open(path);
+    try {
+      const seen: Uint8Array[] = [];
+      const fromFile = recorded(rangeStream(handle, 0, data.byteLength), seen);
+      const viaFile = await readAll(
+        fromFile.pipeThrough(parallelCompressStream(pool, "gzip", 2)),
+        1e8,
+        "file",
+      );
+      // Three whole 1 MiB chunks were taken over (emptied), the short last one was copied.
+      assert.deepEqual(seen.map((c) => c.byteLength), [0, 0, 0, 12345]);
+      const copies: Uint8Array[] = [];
+      const fromCopies = recorded(chunked(data, CHUNK_SIZE), copies);
+      const viaCopies = await readAll(
+        fromCopies.pipeThrough(parallelCompressStream(pool, "gzip", 2)),
+        1e8,
+        "copies",
+      );
+      assert.deepEqual(copies.map((c) => c.byteLength), [
+        CHUNK_SIZE,
+        CHUNK_SIZE,
+        CHUNK_SIZE,
+        12345,
+      ]);
+      assert.equal(sha256Digest(viaFile), sha256Digest(viaCopies));
+      const back = await readAll(streamOf(viaFile).pipeThrough(decompressStream("gzip")), 1e8, "b");
+      assert.equal(sha256Digest(back), sha256Digest(data));
+    } finally {
+      await handle.close();
+      await rm(path, { force: true });
+    }
+  });
+});
