@@ -29,11 +29,5 @@ export * from "./tar_stream.ts";
 export * from "./tar_writer.ts";
 
 // The shared types the ends above implement and take, so the module's API is complete.
-export type {
-  BlobInfo,
-  ImageDestination,
-  ImageSource,
-  ResolvedImage,
-  TransferOptions,
-} from "../ends.ts";
+export type * from "../ends.ts";
 export type { Descriptor, ImageManifest, Platform } from "../oci/manifest.ts";

@@ -27,7 +27,7 @@ import { backoffDelay, RETRYABLE_STATUSES, type RetryPolicy, sleep } from "./ret
  * @example
  * ```ts
  * import type { AuthenticatorOptions } from "./auth.ts";
- * import { HttpTransport } from "./http.ts";
+ * import { HttpTransport } from "./transport.ts";
  * import { SecretSet } from "./redact.ts";
  * import { DEFAULT_RETRY_POLICY } from "./retry.ts";
  * const transport = new HttpTransport();

@@ -25,7 +25,7 @@ import {
  *
  * @example
  * ```ts
- * import type { RequestBody } from "./http.ts";
+ * import type { RequestBody } from "./transport.ts";
  * const body: RequestBody = new TextEncoder().encode("{}");
  * ```
  */
@@ -36,7 +36,7 @@ export type RequestBody = Uint8Array | ReadableStream<Uint8Array>;
  *
  * @example
  * ```ts
- * import type { HttpRequest } from "./http.ts";
+ * import type { HttpRequest } from "./transport.ts";
  * const request: HttpRequest = {
  *   method: "GET",
  *   url: new URL("https://r.example.com/v2/"),
@@ -77,7 +77,7 @@ export interface HttpRequest {
  *
  * @example
  * ```ts
- * import type { HttpTransportOptions } from "./http.ts";
+ * import type { HttpTransportOptions } from "./transport.ts";
  * const options: HttpTransportOptions = { connectTimeoutMs: 10_000, stallTimeoutMs: 30_000 };
  * ```
  */
