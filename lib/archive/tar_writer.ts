@@ -396,8 +396,8 @@ export class TarWriter {
       await removeFile(spoolPath);
       this.#spools.delete(spoolPath);
     };
+    const reader = stream.getReader();
     try {
-      const reader = stream.getReader();
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
@@ -406,6 +406,9 @@ export class TarWriter {
         size += value.length;
       }
     } catch (e) {
+      // The source is let go of (a registry body closed), without waiting on it: a
+      // stalled body's cancel may never settle.
+      void reader.cancel(e).catch(() => {});
       await drop();
       throw e;
     }

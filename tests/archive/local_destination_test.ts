@@ -415,6 +415,30 @@ describe("local destinations: failures leave the previous file, or nothing", () 
       assert.deepEqual(await listDir(dir), ["out.tar"]);
     });
 
+    it(`${label}: a blob longer than its size fails at once, lets its source go, spools nothing`, async () => {
+      const path = join(dir, "long.tar");
+      const dest = await create(path);
+      let cancelled = false;
+      let pulls = 0;
+      // An endless source: only a check of the size as bytes arrive ends the write.
+      const source = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (++pulls > 1000) throw new Error("the destination kept reading past the size");
+          controller.enqueue(new Uint8Array(1024));
+        },
+        cancel() {
+          cancelled = true;
+        },
+      });
+      await assert.rejects(
+        dest.putBlob(source, { mediaType: MediaType.OciLayerGzip, size: 4096 }),
+        (e: Error & { code?: string }) => e.code === "SIZE_INVALID",
+      );
+      assert.ok(cancelled, "the source was not cancelled");
+      await dest.abort();
+      assert.deepEqual((await listDir(dir)).filter((n) => n.startsWith("long")), []);
+    });
+
     it(`${label}: commit with a blob never written fails and leaves nothing`, async () => {
       const path = join(dir, "never.tar");
       const dest = await create(path);
