@@ -73,10 +73,15 @@ interface CachedToken {
  * ```
  */
 export interface ChallengeOutcome {
-  /** Whether sending the request again (once) may succeed. */
+  /** Whether sending the request again may succeed. */
   retry: boolean;
   /** The scopes to ask for in that new attempt. */
   scopes: string[];
+  /**
+   * Whether the registry refused a Bearer token for being no longer good (not for lacking
+   * a scope): a fresh one may expire on its way too, so a second new one may be worth asking.
+   */
+  tokenRefused?: boolean;
 }
 
 /**
@@ -158,7 +163,7 @@ export class Authenticator {
 
   /**
    * Learns from a 401 answer (its `WWW-Authenticate`), forgets the token that was
-   * refused, and says whether one new attempt may succeed.
+   * refused, and says whether a new attempt may succeed.
    */
   async challenged(
     response: HttpResponse,
@@ -174,19 +179,16 @@ export class Authenticator {
       return { retry: found !== undefined && (was !== "basic" || sent === undefined), scopes };
     }
     this.#learnBearer(challenge);
+    const tokenRefused = sent?.startsWith("Bearer ") === true &&
+      challenge.params.error !== "insufficient_scope";
     if (sent?.startsWith("Bearer ")) {
       // The registry refused a token (expired early, or revoked): the others cached,
-      // received about the same time, are just as suspect, and the one new attempt must
-      // not pick one of them. Every scope gets a fresh token.
+      // received about the same time, are just as suspect, and a new attempt must not
+      // pick one of them. Every scope gets a fresh token.
       this.#tokens = [];
     }
     const extra = challenge.params.scope ? challenge.params.scope.split(" ").filter(Boolean) : [];
-    return { retry: true, scopes: mergeScopes([...scopes, ...extra]) };
-  }
-
-  /** Forgets every cached token (e.g. after the registry refused one mid-transfer). */
-  forgetTokens(): void {
-    this.#tokens = [];
+    return { retry: true, scopes: mergeScopes([...scopes, ...extra]), tokenRefused };
   }
 
   #learnBearer(challenge: Challenge): void {

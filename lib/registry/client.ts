@@ -338,7 +338,7 @@ export class RegistryClient {
 
   /**
    * A blob's size, or undefined when the repository does not have it (or, rarely, has
-   * it but did not say its size).
+   * it but did not say its size): to know whether it is there, ask {@linkcode hasBlob}.
    */
   headBlob(repo: string, digest: string, signal?: AbortSignal): Promise<number | undefined> {
     return this.#guard(async () => (await headBlob(this.#http, repo, digest, signal))?.size);

@@ -143,9 +143,9 @@ export class RegistryHttp {
       }
       if (res.status === 401) {
         const outcome = await this.auth.challenged(res, scopes, authorization);
-        // A second new attempt only for a refused Bearer token: one fetched for the first
-        // may expire on its way too (a registry whose tokens last seconds, a slow link).
-        const allowed = authorization?.startsWith("Bearer ") ? MAX_NEW_TOKENS : 1;
+        // A second new attempt only for a token refused as no longer good: one fetched for
+        // the first may expire on its way too (tokens lasting seconds, a slow link).
+        const allowed = outcome.tokenRefused ? MAX_NEW_TOKENS : 1;
         if (outcome.retry && challenges < allowed && replayable) {
           challenges++;
           scopes = outcome.scopes;
