@@ -9,6 +9,7 @@
 
 /** A library opened by {@linkcode openBunLibrary}. */
 export interface BunLibrary {
+  /** The opened library: its symbols, and `close`. */
   // deno-lint-ignore no-explicit-any
   library: { symbols: any; close(): void };
   /** Bun's `bun:ffi` module (for `ptr`). */

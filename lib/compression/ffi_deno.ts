@@ -9,6 +9,7 @@
 
 /** A library opened by {@linkcode openDenoLibrary}. */
 export interface DenoLibrary {
+  /** The opened library: its symbols, and `close`. */
   // deno-lint-ignore no-explicit-any
   library: { symbols: any; close(): void };
   /** The `Deno` namespace (for `UnsafePointer`). */

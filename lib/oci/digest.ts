@@ -201,7 +201,7 @@ export function verifiedDigest(stream: VerifiedStream): string {
  * ```
  */
 export function vouchedDigest(
-  stream: ReadableStream<Uint8Array> | VerifiedStream,
+  stream: ReadableStream<Uint8Array>,
   expected: string | undefined,
 ): VouchedDigest | undefined {
   const verified = (stream as Partial<VerifiedStream>)[VERIFIED_DIGEST];
@@ -261,6 +261,8 @@ export class Verifier {
   readonly #counter: DigestCounter;
 
   /**
+   * A check of bytes to come against what they must be.
+   *
    * @param expected what the bytes must be
    * @param counter counts and hashes them (one that trusts a vouched digest only counts)
    */
