@@ -18,6 +18,7 @@ import { sha256Digest } from "../../lib/oci/digest.ts";
 import { readAll, streamOf } from "../../lib/streams.ts";
 import { run } from "../../testing/tools.ts";
 import { withTempDir } from "../../testing/fs.ts";
+import { ContentStream } from "../../bench/content.ts";
 
 /** Software-like bytes: runs that repeat, and noise that does not. */
 const data = new Uint8Array(2 * BLOCK_SIZE + 54321).map((_, i) =>
@@ -25,9 +26,9 @@ const data = new Uint8Array(2 * BLOCK_SIZE + 54321).map((_, i) =>
 );
 
 /** `data` compressed by `pool` as a push would (plan first, then blocks). */
-async function compressWith(pool: CompressorPool, level?: number) {
+async function compressWith(pool: CompressorPool, level?: number, input = data) {
   const plan = await pool.plan("gzip", level);
-  const stream = streamOf(data).pipeThrough(
+  const stream = streamOf(input).pipeThrough(
     parallelCompressStream(pool, "gzip", plan.level, plan.engine),
   );
   return { plan, bytes: await readAll(stream, 1e8, "compressed layer") };
@@ -127,11 +128,17 @@ describe("gzip engines", () => {
     assert.deepEqual(members.map(sha256Digest), expected);
   });
 
-  it("libdeflate-wasm: the same ratio as native libdeflate at level 1, other bytes, another cache key", async () => {
-    const wasm = await compressWith(poolOf("libdeflate-wasm"));
-    const native = await compressWith(poolOf("libdeflate"));
+  it("libdeflate-wasm: within 2 % of native libdeflate level 1's bytes on software-like content, another cache key", async () => {
+    // Its build trades a little ratio for speed (one probe per position: build.sh), which
+    // costs more on `data`'s short-period runs than on content like the benchmark's.
+    const content = new Uint8Array(4 * BLOCK_SIZE + 54321);
+    new ContentStream("gzip engines").fill(content);
+    const wasm = await compressWith(poolOf("libdeflate-wasm"), undefined, content);
+    const native = await compressWith(poolOf("libdeflate"), undefined, content);
     assert.equal(wasm.plan.level, 1);
-    assert.ok(Math.abs(wasm.bytes.byteLength / native.bytes.byteLength - 1) < 0.05);
+    assert.equal(sha256Digest(gunzipSync(wasm.bytes)), sha256Digest(content));
+    const ratio = wasm.bytes.byteLength / native.bytes.byteLength;
+    assert.ok(ratio > 0.98 && ratio < 1.02, `wasm ÷ native bytes: ${ratio}`);
     assert.notEqual(wasm.plan.settings, native.plan.settings);
   });
 
