@@ -38,14 +38,19 @@ import {
 export const BLOCK_SIZE: number = CHUNK_SIZE;
 
 /**
- * Blocks each worker gets for every one the calling thread compresses with zlib. The
+ * Blocks each worker gets for every one the calling thread compresses, by engine. The
  * calling thread also reads, hashes and sends everything, so an equal share made it the
- * bottleneck with the workers half idle; two to one measured 15 % faster end to end
- * without the network and 8 % faster on a push (Deno), the same on Bun's push. A native
- * engine is fast enough that the workers alone keep up: the calling thread then takes
- * none (push 9.7 → 8.1 s on Deno, 7.9 → 7.3 s on Bun; bench/README.md).
+ * bottleneck with the workers half idle: with zlib two to one measured 15 % faster end to
+ * end without the network and 8 % faster on a push (Deno), the same on Bun's push. With
+ * WebAssembly three to one left the two cores idle 1.0 s of a push instead of 1.3 (Deno;
+ * the registry takes its share of them too). A native engine is fast enough that the
+ * workers alone keep up: the calling thread then takes none (push 9.7 → 8.1 s on Deno,
+ * 7.9 → 7.3 s on Bun; bench/README.md).
  */
-const WORKER_TURNS = 2;
+const WORKER_TURNS: Readonly<Record<"zlib" | "libdeflate-wasm", number>> = {
+  zlib: 2,
+  "libdeflate-wasm": 3,
+};
 
 /** How a pool compresses a layer, settled before its first block. */
 export interface CompressionPlan {
@@ -221,7 +226,7 @@ export class CompressorPool {
 
   /**
    * Compresses one block into a complete gzip member or zstd frame: in a worker, or (with
-   * zlib or WebAssembly, one block in `2 × workers + 1`) right here, so the calling
+   * zlib or WebAssembly, one block in `WORKER_TURNS × workers + 1`) right here, so the calling
    * thread's core works too. An `engine` other than zlib must come from a
    * {@linkcode CompressorPool.plan}. The block belongs to the pool afterwards (it is reused
    * or transferred): the caller keeps no view of it.
@@ -246,7 +251,7 @@ export class CompressorPool {
     if (this.#workers.length === 0) this.#start();
     // The block's CRC-32 on zlib, before the block leaves: 5–7 times WebAssembly's speed.
     const crc = used === "libdeflate-wasm" ? zlib.crc32(block) : undefined;
-    const turns = native ? this.#size : this.#size * WORKER_TURNS + 1;
+    const turns = isNativeEngine(used) ? this.#size : this.#size * WORKER_TURNS[used] + 1;
     const turn = this.#next++ % turns;
     const lane = turn === turns - 1 && !native ? this.#size : turn % this.#size;
     if (lane === this.#size) {

@@ -112,7 +112,7 @@ describe("gzip engines", () => {
   });
 
   it("libdeflate-wasm: a block makes the same member in a worker as on the calling thread", async () => {
-    const pool = poolOf("libdeflate-wasm"); // 2 workers, and the calling thread every 5th block
+    const pool = poolOf("libdeflate-wasm"); // 2 workers, and the calling thread every 7th block
     const blocks = Array.from({ length: 10 }, (_, i) => {
       const block = new Uint8Array(BLOCK_SIZE);
       block.set(data.subarray(i * 50_000, i * 50_000 + BLOCK_SIZE));
