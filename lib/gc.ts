@@ -9,7 +9,8 @@
  * moved keeps the peak near the live data. How often depends on what a collection costs:
  * Bun's takes a fraction of a millisecond and runs every 6 MiB (a 2 GiB push peaks under
  * 100 MiB instead of 140); Deno's, reached through a second context, is a full one of
- * about 12 ms and runs every 16 MiB.
+ * about 12 ms and runs every 6 MiB (16 before: a push without FFI then peaked 2 MiB
+ * higher, as fast; few buffers are left to it, see below).
  *
  * Better still is garbage that never needs a collection: a buffer the library made only
  * to hand on once (a compressed member, a pooled file chunk) is marked with
@@ -50,10 +51,11 @@ function findCollector(): Collector {
     if (typeof gc === "function") {
       return {
         collect: () => gc({ type: "major", execution: "async" }),
-        threshold: 16 * MIB,
+        threshold: 6 * MIB,
         // V8 reclaims response chunks well enough on its own: a 839 MiB pull peaks at
-        // the same 86-99 MiB with a quarter of the forced collections, 0.35 s faster.
-        weight: { buffer: 1, response: 0.25 },
+        // the same 86-99 MiB with one forced collection per 64 MiB of them instead of
+        // one per 16, 0.35 s faster.
+        weight: { buffer: 1, response: 6 / 64 },
       };
     }
   } catch {
