@@ -24,15 +24,20 @@ echo "$SHA256  $work/$TARBALL" | sha256sum -c --quiet
 tar -xzf "$work/$TARBALL" -C "$work"
 src=$work/libdeflate-$VERSION
 
-# Three build settings for level 1 (deflate_compress_fastest), changed in the unpacked
-# source. Each makes valid DEFLATE (only how matches are found and bits are buffered
-# changes); together on one core, 512 KiB blocks of the benchmark's content: 188 -> 250 MiB/s
-# on Deno, 200 -> 276 on Bun, ratio 0.4064 -> 0.4089 (bench/README.md).
+# Build settings for level 1 (deflate_compress_fastest), changed in the unpacked source.
+# Each makes valid DEFLATE (only how matches are found and bits are buffered changes);
+# together on one core, 512 KiB blocks of the benchmark's content: 188 -> 250 MiB/s on Deno,
+# 200 -> 276 on Bun, ratio 0.4064 -> 0.4089 (bench/README.md).
 # - A 64-bit machine word: wasm32's size_t is 32 bits, but WebAssembly has 64-bit integers;
 #   the match extension then compares 8 bytes at a time and the bit buffer flushes half as
 #   often (+7 %, the same bytes).
 # - One entry per hash bucket instead of two, in a table of 2^17 buckets instead of 2^15:
 #   one probe per position instead of two (+23 %, 0.6 % more bytes).
+# - Level 1's hash table holds 32-bit positions instead of 16-bit ones, so it never slides:
+#   with 16 bits every 32 KiB of input rewrote the whole table (256 KiB), which x86 and Arm
+#   builds do with vector code but WebAssembly could not keep up with (+4.5 % on Deno, the
+#   same on Bun, the same bytes). Positions then reach the input's size: glue.c takes at
+#   most 1 GiB at once.
 tune() { # FILE FROM TO: replace a line that must be there exactly once
   [ "$(grep -cxF "$2" "$src/$1")" = 1 ] || { echo "build.sh: '$2' not found once in $1" >&2; exit 1; }
   FROM=$2 TO=$3 perl -0pi -e 's/^\Q$ENV{FROM}\E$/$ENV{TO}/m' "$src/$1"
@@ -42,6 +47,15 @@ tune lib/ht_matchfinder.h "$(printf '#define HT_MATCHFINDER_HASH_ORDER\t15')" \
   "$(printf '#define HT_MATCHFINDER_HASH_ORDER\t17')"
 tune lib/ht_matchfinder.h "$(printf '#define HT_MATCHFINDER_BUCKET_SIZE\t2')" \
   "$(printf '#define HT_MATCHFINDER_BUCKET_SIZE\t1')"
+tune lib/ht_matchfinder.h "$(printf '\tmf_pos_t hash_tab[1UL << HT_MATCHFINDER_HASH_ORDER]')" \
+  "$(printf '\ts32 hash_tab[1UL << HT_MATCHFINDER_HASH_ORDER]')"
+tune lib/ht_matchfinder.h "$(printf '\tmf_pos_t cutoff;')" "$(printf '\ts32 cutoff;')"
+tune lib/ht_matchfinder.h "$(printf '\tmf_pos_t cur_node;')" "$(printf '\ts32 cur_node;')"
+# Never slide (the table's initial 0x80008000 entries stay below every cutoff).
+tune lib/ht_matchfinder.h "$(printf '\tif (cur_pos == MATCHFINDER_WINDOW_SIZE) {')" \
+  "$(printf '\tif (0) {')"
+tune lib/ht_matchfinder.h "$(printf '\tif (cur_pos + count - 1 >= MATCHFINDER_WINDOW_SIZE) {')" \
+  "$(printf '\tif (0) {')"
 
 # Freestanding (no libc): libdeflate brings its own memcpy and friends, glue.c the memory.
 # SIMD and bulk memory: 135 instead of 112 MiB/s on one core (bench/README.md).
@@ -60,7 +74,7 @@ compiler=$(clang --version | head -1)
   echo "//"
   echo "// libdeflate $VERSION (Debian's $TARBALL, SHA-256 $SHA256),"
   echo "// its gzip compressor built as WebAssembly with $compiler,"
-  echo "// with a 64-bit machine word and a hash table of 2^17 one-entry buckets."
+  echo "// with a 64-bit machine word and a hash table of 2^17 one-entry buckets of 32-bit positions."
   echo "// libdeflate's license:"
   echo "//"
   sed 's#^#// #; s# *$##' "$src/COPYING"

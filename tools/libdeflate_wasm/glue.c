@@ -48,11 +48,12 @@ static void put_le32(unsigned char *p, unsigned int v) {
  * One gzip member (RFC 1952) of `in`, byte for byte what libdeflate_gzip_compress writes, but
  * with the CRC-32 the caller computed: the host's zlib computes it 5-7 times faster than
  * this module can (libdeflate's portable CRC took 7-11 % of the member's time). Returns the
- * member's size, or 0 when `avail` is too small.
+ * member's size, or 0 when `avail` is too small or `size` over 1 GiB (build.sh's level 1
+ * keeps positions in a table that never slides: they must stay far below 2^31).
  */
 size_t wasm_gzip_member(struct libdeflate_compressor *c, int level, const void *in, size_t size,
                         unsigned char *out, size_t avail, unsigned int crc) {
-  if (avail <= 18) return 0;
+  if (avail <= 18 || size > ((size_t)1 << 30)) return 0;
   static const unsigned char header[8] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0};
   for (int i = 0; i < 8; i++) out[i] = header[i];
   out[8] = level < 2 ? 4 : level >= 8 ? 2 : 0; /* XFL: fastest, slowest, or neither */
