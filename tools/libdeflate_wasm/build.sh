@@ -26,8 +26,8 @@ src=$work/libdeflate-$VERSION
 
 # Build settings for level 1 (deflate_compress_fastest), changed in the unpacked source.
 # Each makes valid DEFLATE (only how matches are found and bits are buffered changes);
-# together on one core, 512 KiB blocks of the benchmark's content: 188 -> 250 MiB/s on Deno,
-# 200 -> 276 on Bun, ratio 0.4064 -> 0.4089 (bench/README.md).
+# the first two together on one core, 512 KiB blocks of the benchmark's content: 188 -> 250
+# MiB/s on Deno, 200 -> 276 on Bun, ratio 0.4064 -> 0.4089 (bench/README.md).
 # - A 64-bit machine word: wasm32's size_t is 32 bits, but WebAssembly has 64-bit integers;
 #   the match extension then compares 8 bytes at a time and the bit buffer flushes half as
 #   often (+7 %, the same bytes).
