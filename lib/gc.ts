@@ -5,8 +5,8 @@
  * Streams allocate a new buffer per chunk. Those buffers live outside the JavaScript
  * heap, and V8 lets such garbage reach about 64 MiB per isolate before it collects, so
  * a push that moves data through three isolates (the main thread and two compression
- * workers) would sit at 250+ MiB of garbage. Collecting after every few dozen MiB
- * moved keeps the peak near the live data. How often depends on what a collection costs:
+ * workers) would sit at 250+ MiB of garbage. Collecting after every few MiB moved
+ * keeps the peak near the live data. How often depends on what a collection costs:
  * Bun's takes a fraction of a millisecond and runs every 6 MiB (a 2 GiB push peaks under
  * 100 MiB instead of 140); Deno's, reached through a second context, is a full one of
  * about 12 ms and runs every 6 MiB (16 before: a push without FFI then peaked 2 MiB
@@ -17,7 +17,8 @@
  * {@linkcode markDisposable}, and whoever hands it on last lets go of it with
  * {@linkcode dispose} once the taker holds it. A 2 GiB push then needs 2 forced
  * collections on Deno instead of 54 (0.6 s of pauses, and as much again on V8's helper
- * threads): 7.0 s instead of 8.2 s, at the same peak (bench/README.md).
+ * threads): 7.0 s instead of 8.2 s, at the same peak (bench/README.md; measured with a
+ * collection per 16 MiB).
  *
  * @module
  */

@@ -66,10 +66,11 @@ export function readInto(
 function readIntoNow(handle: FileHandle, buffer: Uint8Array, position: number): number {
   let done = 0;
   while (done < buffer.length) {
-    // A synchronous read: every handle here is a regular file (opened non-blocking and
-    // checked), whose read waits at most on the disk. The asynchronous one hands each read
-    // to another thread and, on Deno, copies it once more: a 2 GiB push spent 0.15–0.2 s
-    // more CPU so, and was no faster with the file out of the page cache (bench/README.md).
+    // A synchronous positional read: on a pipe, socket or terminal it fails at once
+    // (ESPIPE), on a regular file it waits on its file system. The asynchronous one hands
+    // each read to another thread and, on Deno, copies it once more: a 2 GiB push spent
+    // 0.15–0.2 s more CPU so, and was no faster with the file out of the page cache
+    // (bench/README.md).
     const bytesRead = readSync(handle.fd, buffer, done, buffer.length - done, position + done);
     if (bytesRead === 0) break;
     done += bytesRead;

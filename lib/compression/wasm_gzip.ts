@@ -33,7 +33,7 @@ let compiling: Promise<WebAssembly.Module> | undefined;
 
 /**
  * libdeflate's WebAssembly module (./libdeflate_wasm.ts), imported and compiled on first
- * use: a command that does not compress with it never loads its 88 KB of base64. (Loaded
+ * use: a command that does not compress with it never loads its 86 KB of base64. (Loaded
  * with the command line, it kept a stalled `pull` into a layout from answering Ctrl-C on
  * Deno, every time, for a reason not found: tests/faults/abort_test.ts.) A
  * `WebAssembly.Module` can be posted to a worker, which then instantiates it without
