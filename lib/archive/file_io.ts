@@ -56,26 +56,21 @@ export function readInto(
   buffer: Uint8Array,
   position: number,
 ): Promise<number> {
-  try {
-    return Promise.resolve(readIntoNow(handle, buffer, position));
-  } catch (e) {
-    return Promise.reject(e);
-  }
-}
-
-function readIntoNow(handle: FileHandle, buffer: Uint8Array, position: number): number {
-  let done = 0;
-  while (done < buffer.length) {
-    // A synchronous positional read: on a pipe, socket or terminal it fails at once
-    // (ESPIPE), on a regular file it waits on its file system. The asynchronous one hands
-    // each read to another thread and, on Deno, copies it once more: a 2 GiB push spent
-    // 0.15–0.2 s more CPU so, and was no faster with the file out of the page cache
-    // (bench/README.md).
-    const bytesRead = readSync(handle.fd, buffer, done, buffer.length - done, position + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return done;
+  // The executor runs at once; a read that throws rejects the promise.
+  return new Promise((resolve) => {
+    let done = 0;
+    while (done < buffer.length) {
+      // A synchronous positional read: on a pipe, socket or terminal it fails at once
+      // (ESPIPE), on a regular file it waits on its file system. The asynchronous one hands
+      // each read to another thread and, on Deno, copies it once more: a 2 GiB push spent
+      // 0.15–0.2 s more CPU so, and was no faster with the file out of the page cache
+      // (bench/README.md).
+      const bytesRead = readSync(handle.fd, buffer, done, buffer.length - done, position + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    resolve(done);
+  });
 }
 
 /**

@@ -39,28 +39,28 @@ src=$work/libdeflate-$VERSION
 #   builds do with vector code but WebAssembly could not keep up with (+4.5 % on Deno, the
 #   same on Bun, the same bytes). Positions then reach the input's size: glue.c takes at
 #   most 1 GiB at once.
-tune() { # FILE FROM TO: replace a line that must be there exactly once
-  [ "$(grep -cxF "$2" "$src/$1")" = 1 ] || { echo "build.sh: '$2' not found once in $1" >&2; exit 1; }
-  FROM=$2 TO=$3 perl -0pi -e 's/^\Q$ENV{FROM}\E$/$ENV{TO}/m' "$src/$1"
+tune() { # FILE FROM TO: replace a line that must be there exactly once (\t: a tab)
+  local from to
+  from=$(printf '%b' "$2") to=$(printf '%b' "$3")
+  [ "$(grep -cxF "$from" "$src/$1")" = 1 ] || { echo "build.sh: '$2' not found once in $1" >&2; exit 1; }
+  FROM=$from TO=$to perl -0pi -e 's/^\Q$ENV{FROM}\E$/$ENV{TO}/m' "$src/$1"
 }
 tune common_defs.h 'typedef size_t machine_word_t;' 'typedef unsigned long long machine_word_t;'
-tune lib/ht_matchfinder.h "$(printf '#define HT_MATCHFINDER_HASH_ORDER\t15')" \
-  "$(printf '#define HT_MATCHFINDER_HASH_ORDER\t17')"
-tune lib/ht_matchfinder.h "$(printf '#define HT_MATCHFINDER_BUCKET_SIZE\t2')" \
-  "$(printf '#define HT_MATCHFINDER_BUCKET_SIZE\t1')"
-tune lib/ht_matchfinder.h "$(printf '\tmf_pos_t hash_tab[1UL << HT_MATCHFINDER_HASH_ORDER]')" \
-  "$(printf '\ts32 hash_tab[1UL << HT_MATCHFINDER_HASH_ORDER]')"
-tune lib/ht_matchfinder.h "$(printf '\tmf_pos_t cutoff;')" "$(printf '\ts32 cutoff;')"
-tune lib/ht_matchfinder.h "$(printf '\tmf_pos_t cur_node;')" "$(printf '\ts32 cur_node;')"
-tune lib/ht_matchfinder.h "$(printf '\tmf_pos_t to_insert;')" "$(printf '\ts32 to_insert;')"
+tune lib/ht_matchfinder.h '#define HT_MATCHFINDER_HASH_ORDER\t15' \
+  '#define HT_MATCHFINDER_HASH_ORDER\t17'
+tune lib/ht_matchfinder.h '#define HT_MATCHFINDER_BUCKET_SIZE\t2' \
+  '#define HT_MATCHFINDER_BUCKET_SIZE\t1'
+tune lib/ht_matchfinder.h '\tmf_pos_t hash_tab[1UL << HT_MATCHFINDER_HASH_ORDER]' \
+  '\ts32 hash_tab[1UL << HT_MATCHFINDER_HASH_ORDER]'
+tune lib/ht_matchfinder.h '\tmf_pos_t cutoff;' '\ts32 cutoff;'
+tune lib/ht_matchfinder.h '\tmf_pos_t cur_node;' '\ts32 cur_node;'
+tune lib/ht_matchfinder.h '\tmf_pos_t to_insert;' '\ts32 to_insert;'
 # Empty entries: INT32_MIN, below every cutoff (-32768 at the lowest), written as 32-bit
 # values (matchfinder_init writes 16-bit ones); then never slide.
-tune lib/ht_matchfinder.h "$(printf '\tmatchfinder_init((mf_pos_t *)mf, sizeof(*mf));')" \
-  "$(printf '\tfor (size_t i = 0; i < sizeof(*mf) / sizeof(s32); i++) ((s32 *)mf)[i] = -2147483647 - 1;')"
-tune lib/ht_matchfinder.h "$(printf '\tif (cur_pos == MATCHFINDER_WINDOW_SIZE) {')" \
-  "$(printf '\tif (0) {')"
-tune lib/ht_matchfinder.h "$(printf '\tif (cur_pos + count - 1 >= MATCHFINDER_WINDOW_SIZE) {')" \
-  "$(printf '\tif (0) {')"
+tune lib/ht_matchfinder.h '\tmatchfinder_init((mf_pos_t *)mf, sizeof(*mf));' \
+  '\tfor (size_t i = 0; i < sizeof(*mf) / sizeof(s32); i++) ((s32 *)mf)[i] = -2147483647 - 1;'
+tune lib/ht_matchfinder.h '\tif (cur_pos == MATCHFINDER_WINDOW_SIZE) {' '\tif (0) {'
+tune lib/ht_matchfinder.h '\tif (cur_pos + count - 1 >= MATCHFINDER_WINDOW_SIZE) {' '\tif (0) {'
 
 # Freestanding (no libc): libdeflate brings its own memcpy and friends, glue.c the memory.
 # SIMD and bulk memory: 135 instead of 112 MiB/s on one core (bench/README.md).
