@@ -112,6 +112,8 @@ export class CompressorPool {
   #threadCalls = 0;
   readonly #waitingCalls: (() => void)[] = [];
   #closeWhenIdle = false;
+  /** Streams compressing on the pool now: they share its lanes (see `depth`). */
+  #streams = 0;
 
   /**
    * @param size workers to run. The calling thread takes a share of the blocks too, so
@@ -154,6 +156,27 @@ export class CompressorPool {
     return this.#size + 1;
   }
 
+  /**
+   * Blocks a stream keeps waiting for compression besides the one it just handed over:
+   * the lanes, shared among the streams compressing at once. One stream alone keeps every
+   * lane busy; three layers of a push at once on two lanes keep one each (each block
+   * waiting is 512 KiB, and more of them than lanes only wait longer: a push without FFI
+   * peaked 3–4 MiB lower on Deno at the same speed, bench/README.md).
+   */
+  get depth(): number {
+    return Math.max(1, Math.ceil(this.size / Math.max(1, this.#streams)));
+  }
+
+  /** Counts a stream as compressing until the returned function is called (once or more). */
+  openStream(): () => void {
+    this.#streams++;
+    let open = true;
+    return () => {
+      if (open) this.#streams = Math.max(0, this.#streams - 1);
+      open = false;
+    };
+  }
+
   /** A block buffer of {@linkcode BLOCK_SIZE} bytes: a returned one if any, else a new one. */
   takeBlock(): OwnedChunk {
     return takeChunk();
@@ -174,6 +197,7 @@ export class CompressorPool {
   release(): void {
     if (--this.#users > 0) return;
     this.#users = 0;
+    this.#streams = 0;
     for (const worker of this.#workers) worker.terminate();
     this.#workers = [];
     // Native calls still running on the runtime's threads (a failed or cancelled push
@@ -351,7 +375,7 @@ function workersAvailable(): boolean {
 /**
  * A stream that compresses in parallel on `pool`, in blocks of {@linkcode BLOCK_SIZE};
  * without workers it falls back to one-thread streaming compression (same format, other
- * bytes). At most `pool.size + 1` blocks of a stream are in flight, so memory stays small.
+ * bytes). At most `pool.depth + 1` blocks of a stream are in flight, so memory stays small.
  * Whole chunks from a file stream (lib/chunk_pool.ts) are taken over as blocks instead of
  * copied: they are empty afterwards for anyone still holding them.
  *
@@ -376,10 +400,14 @@ export function parallelCompressStream(
   let block = pool.takeBlock();
   let filled = 0;
   let blocks = 0;
+  // Counted among the pool's streams from its first bytes to its end, failure or cancel.
+  let close: (() => void) | undefined;
   const dispatch = (data: OwnedChunk) => {
     blocks++;
     const job = pool.compress(data, format, level, engine);
-    job.catch(() => {}); // handled when awaited in order; avoids an unhandled rejection
+    // A failed block fails the stream when awaited in order (caught here so the rejection
+    // is never unhandled).
+    job.catch(() => close?.());
     inFlight.push(job);
   };
   const drain = async (
@@ -395,11 +423,12 @@ export function parallelCompressStream(
   };
   return new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
+      close ??= pool.openStream();
       // A whole pooled chunk read from a file becomes the block itself: no copy.
       const owned = filled === 0 ? adoptChunk(chunk) : undefined;
       if (owned) {
         dispatch(owned);
-        await drain(controller, pool.size);
+        await drain(controller, pool.depth);
         return;
       }
       let at = 0;
@@ -412,7 +441,7 @@ export function parallelCompressStream(
           dispatch(block);
           block = pool.takeBlock();
           filled = 0;
-          await drain(controller, pool.size);
+          await drain(controller, pool.depth);
         }
       }
     },
@@ -420,7 +449,14 @@ export function parallelCompressStream(
       // An empty layer still becomes one valid (empty) member.
       if (filled > 0 || blocks === 0) dispatch(ownedCopy(block.subarray(0, filled)));
       pool.giveBlock(block);
-      await drain(controller, 0);
+      try {
+        await drain(controller, 0);
+      } finally {
+        close?.();
+      }
+    },
+    cancel() {
+      close?.();
     },
   });
 }

@@ -89,6 +89,26 @@ describe("parallel compression", () => {
     }
   });
 
+  it("shares its lanes among the streams compressing at once, until they end or stop", async () => {
+    const lanes = pool.size; // two workers and the calling thread
+    assert.equal(pool.depth, lanes);
+    const streams = [1, 2, 3].map(() => parallelCompressStream(pool, "gzip", 1));
+    const outputs = streams.map((stream) => readAll(stream.readable, 1e6, "d"));
+    const writers = streams.map((stream) => stream.writable.getWriter());
+    // A stream counts from its first bytes (a part of a block: nothing is compressed yet).
+    for (const writer of writers) await writer.write(data.slice(0, 100));
+    assert.equal(pool.depth, 1);
+    await writers[0].abort(new Error("stopped"));
+    await assert.rejects(outputs[0], /stopped/);
+    assert.equal(pool.depth, Math.ceil(lanes / 2));
+    await Promise.all(writers.slice(1).map((writer) => writer.close()));
+    for (const out of await Promise.all(outputs.slice(1))) {
+      const back = await readAll(streamOf(out).pipeThrough(decompressStream("gzip")), 1e6, "b");
+      assert.equal(sha256Digest(back), sha256Digest(data.slice(0, 100)));
+    }
+    assert.equal(pool.depth, lanes);
+  });
+
   it("takes whole chunks read from a file as blocks, and leaves other chunks intact", async () => {
     const path = join(tmpdir(), `parallel-compress-${process.pid}-${Date.now()}.bin`);
     await writeFile(path, data);
