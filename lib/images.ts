@@ -137,7 +137,8 @@ export interface PullOptions {
   signal?: AbortSignal;
   /**
    * The platform to pull from a multi-platform image (default linux and the host's CPU),
-   * or `"all"` to keep the index whole.
+   * or `"all"` to keep the index whole. An image of one platform only is refused when it
+   * is not of the platform given (without one, it is pulled whatever its platform).
    */
   platform?: Platform | "all";
   /**
@@ -388,7 +389,7 @@ export class Images {
       const copied = await copyImage(source, destination, {
         sourceName: reference,
         destinationName: local.toString(),
-        platform: options.platform ?? hostPlatform(),
+        platform: options.platform, // else the host's, from an index
         compression: false,
         concurrency: this.#options.concurrency,
         onStep: (s) => throttle.report(s),

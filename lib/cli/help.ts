@@ -87,7 +87,9 @@ layout. Without --output, the local store. Without LOCAL_IMAGE, the image keeps
 its remote name and tag ("latest" when pulled by digest alone). OCI outputs get
 OCI media types (a Docker manifest is converted: same config and image ID, a
 new manifest digest). One platform is pulled (default linux and this machine's
-CPU); --all-platforms keeps a multi-platform image whole.
+CPU); --all-platforms keeps a multi-platform image whole. An image of one
+platform only is pulled whatever its platform, but refused when --platform
+names another.
 
 Options:
   --output PATH                archive or layout to write (default: the local

@@ -11,6 +11,7 @@ import { ImagesError, NotFoundError } from "../errors.ts";
 import { sha256Digest } from "../oci/digest.ts";
 import {
   type Descriptor,
+  type ImageConfig,
   type ImageIndex,
   type ImageManifest,
   MAX_MANIFEST_BYTES,
@@ -18,7 +19,7 @@ import {
   parseManifest,
   type Platform,
 } from "../oci/manifest.ts";
-import { findPlatform, formatPlatform, hostPlatform } from "../oci/platform.ts";
+import { findPlatform, formatPlatform, hostPlatform, platformMatches } from "../oci/platform.ts";
 import { layerMediaType, MediaType } from "../oci/media_types.ts";
 import { hasDockerMediaTypes, ociIndexBytes, ociManifestBytes } from "../oci/convert.ts";
 import type { ImageProgressStep, StepStatus } from "../progress.ts";
@@ -44,7 +45,8 @@ export interface CopyOptions {
   destinationName?: string;
   /**
    * For a multi-platform index: the platform to copy, or `"all"` to copy the index whole.
-   * Default: `linux` and the host's architecture.
+   * Default: `linux` and the host's architecture. A single image must be of the platform
+   * when one is given.
    */
   platform?: Platform | "all";
   /** Which way the copy goes, for the words of progress steps (default `pull`). */
@@ -177,7 +179,7 @@ class Copier {
     );
     const name = this.#options.destinationName;
     if (parsed.kind === "manifest") {
-      return await this.#copyManifest(descriptor, bytes, parsed.manifest, name);
+      return await this.#copyManifest(descriptor, bytes, parsed.manifest, name, true);
     }
     const wanted = this.#options.platform ?? hostPlatform();
     if (wanted === "all") return await this.#copyIndex(descriptor, bytes, parsed.index, name, 1);
@@ -209,6 +211,27 @@ class Copier {
     }
     this.#checkDepth(depth + 1);
     return await this.#copyPlatform(parsed.index, wanted, name, depth + 1);
+  }
+
+  /**
+   * Refuses an image of another platform than the one asked for, before any layer moves:
+   * handing an arm64 image over as amd64 only fails later, at run time (Docker's classic
+   * store and podman warn; containerd refuses). A config that names no platform is let
+   * through; so is a variant the config does not name.
+   */
+  #checkPlatform(config: ImageConfig, wanted: Platform): void {
+    const { os, architecture, variant } = config;
+    if (typeof os !== "string" || typeof architecture !== "string") return;
+    if (!os || !architecture) return;
+    const own: Platform = typeof variant === "string" && variant
+      ? { os, architecture, variant }
+      : { os, architecture };
+    if (platformMatches(own, wanted)) return;
+    throw new NotFoundError(
+      `${this.#source.location}: the image is for ${formatPlatform(own)}, not the ${
+        formatPlatform(wanted)
+      } asked for; it is the only one there`,
+    );
   }
 
   /** An index inside an index inside…: refused past {@linkcode MAX_INDEX_DEPTH}. */
@@ -263,11 +286,16 @@ class Copier {
     return descriptor;
   }
 
+  /**
+   * Copies one image. `alone`: it is the source's only image (no index chose it), so a
+   * platform asked for must be its own.
+   */
   async #copyManifest(
     descriptor: Descriptor,
     bytes: Uint8Array,
     manifest: ImageManifest,
     name?: string,
+    alone = false,
   ): Promise<Descriptor> {
     const { signal } = this.#options;
     const configBytes = await readAll(
@@ -279,6 +307,8 @@ class Copier {
       manifest.config.mediaType === MediaType.OciConfig;
     if (isImage) {
       const config = parseConfig(configBytes, `config ${manifest.config.digest}`);
+      const wanted = this.#options.platform;
+      if (alone && wanted && wanted !== "all") this.#checkPlatform(config, wanted);
       if (config.rootfs.diff_ids.length !== manifest.layers.length) {
         throw new ImagesError(
           `${this.#source.location}: the manifest lists ${manifest.layers.length} layers but the config has ${config.rootfs.diff_ids.length} diff_ids`,

@@ -58,7 +58,9 @@ export function hostPlatform(): Platform {
 }
 
 /**
- * The entry of an index for a platform (a variant is matched only when asked for).
+ * The entry of an index for a platform: one of exactly that platform first, else one of its
+ * OS and CPU that names no variant (or any variant when none is asked for). Names are
+ * compared as {@linkcode normalizePlatform} writes them.
  *
  * @example
  * ```ts
@@ -77,12 +79,75 @@ export function findPlatform(
   manifests: readonly Descriptor[],
   wanted: Platform,
 ): Descriptor | undefined {
-  return manifests.find((d) => platformMatches(d.platform, wanted));
+  const asked = normalizePlatform(wanted);
+  const exact = manifests.find((d) =>
+    d.platform && samePlatform(normalizePlatform(d.platform), asked)
+  );
+  return exact ?? manifests.find((d) => platformMatches(d.platform, wanted));
 }
 
-/** Whether an index entry's platform matches the one asked for. */
-function platformMatches(candidate: Platform | undefined, wanted: Platform): boolean {
+/**
+ * Whether an image's platform (an index entry's, a config's) can serve for the one asked
+ * for: the same OS and CPU, and the same variant when both name one (an image that names
+ * none is taken for the usual one, as containerd does). Names are compared as
+ * {@linkcode normalizePlatform} writes them.
+ *
+ * @example
+ * ```ts
+ * import { platformMatches } from "./platform.ts";
+ * platformMatches({ os: "linux", architecture: "aarch64" }, { os: "linux", architecture: "arm64", variant: "v8" }); // true
+ * platformMatches({ os: "linux", architecture: "arm", variant: "v6" }, { os: "linux", architecture: "arm", variant: "v7" }); // false
+ * ```
+ */
+export function platformMatches(candidate: Platform | undefined, wanted: Platform): boolean {
   if (!candidate) return false;
-  if (candidate.os !== wanted.os || candidate.architecture !== wanted.architecture) return false;
-  return wanted.variant === undefined || candidate.variant === wanted.variant;
+  const own = normalizePlatform(candidate);
+  const asked = normalizePlatform(wanted);
+  if (own.os !== asked.os || own.architecture !== asked.architecture) return false;
+  return own.variant === undefined || asked.variant === undefined ||
+    own.variant === asked.variant;
+}
+
+/** Other names of CPUs, as `uname -m` and some tools write them, to their OCI names. */
+const ARCHITECTURE_ALIASES: Readonly<Record<string, string>> = {
+  aarch64: "arm64",
+  x86_64: "amd64",
+  "x86-64": "amd64",
+  i386: "386",
+  i686: "386",
+  armhf: "arm",
+  armel: "arm",
+};
+
+/**
+ * A platform in the words the OCI image spec uses, so that two ways of naming one platform
+ * compare equal: lowercase, CPU aliases resolved (`aarch64` → `arm64`), a variant written
+ * `v7` (not `7`), and the variant that is the only one of its CPU dropped (`arm64/v8`,
+ * `amd64/v1`). An empty variant counts as none.
+ *
+ * @example
+ * ```ts
+ * import { normalizePlatform } from "./platform.ts";
+ * normalizePlatform({ os: "Linux", architecture: "aarch64", variant: "8" }); // { os: "linux", architecture: "arm64" }
+ * ```
+ */
+export function normalizePlatform(platform: Platform): Platform {
+  const os = platform.os.toLowerCase();
+  const lower = platform.architecture.toLowerCase();
+  const architecture = ARCHITECTURE_ALIASES[lower] ?? lower;
+  let variant = platform.variant?.toLowerCase();
+  if (variant && /^\d/.test(variant)) variant = `v${variant}`;
+  if (
+    !variant ||
+    (architecture === "arm64" && /^v8(\.0)?$/.test(variant)) ||
+    (architecture === "amd64" && variant === "v1")
+  ) {
+    return { os, architecture };
+  }
+  return { os, architecture, variant };
+}
+
+/** Whether two normalized platforms are the same, variant included. */
+function samePlatform(a: Platform, b: Platform): boolean {
+  return a.os === b.os && a.architecture === b.architecture && a.variant === b.variant;
 }

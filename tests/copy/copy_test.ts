@@ -10,8 +10,17 @@ import { MemoryEnd } from "../../testing/memory_end.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 
-/** A docker-style image with uncompressed layers, as a `docker save` source presents it. */
-function dockerImage(source: MemoryEnd, name: string, layerTexts: string[], arch = "amd64") {
+/**
+ * A docker-style image with uncompressed layers, as a `docker save` source presents it;
+ * `platform` holds the config's `os`, `architecture` and `variant` (linux unless it says).
+ */
+function dockerImage(
+  source: MemoryEnd,
+  name: string,
+  layerTexts: string[],
+  arch = "amd64",
+  platform: Record<string, string | undefined> = { os: "linux", architecture: arch },
+) {
   const layers = layerTexts.map((t) => {
     const bytes = text(t.repeat(1000));
     return {
@@ -21,8 +30,7 @@ function dockerImage(source: MemoryEnd, name: string, layerTexts: string[], arch
     };
   });
   const configBytes = text(JSON.stringify({
-    architecture: arch,
-    os: "linux",
+    ...platform,
     rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) },
   }));
   const config = {
@@ -172,6 +180,60 @@ describe("copy engine", () => {
       /no image for platform linux\/s390x; the index holds linux\/amd64, linux\/arm64\/v8/,
     );
     assert.ok(none.aborted && !none.committed);
+  });
+
+  it("copies an image of one platform for its own, refuses it for another before any blob", async () => {
+    const linux = (architecture: string, variant?: string) => ({
+      os: "linux",
+      architecture,
+      ...(variant ? { variant } : {}),
+    });
+    const cases: {
+      config: Record<string, string | undefined>;
+      asked?: ReturnType<typeof linux> | "all";
+      refused?: RegExp;
+    }[] = [
+      { config: linux("arm64"), asked: linux("arm64", "v8") }, // v8 is arm64's only variant
+      { config: linux("aarch64"), asked: linux("arm64") }, // uname's name for it
+      { config: linux("arm64", "v8"), asked: linux("arm64") },
+      { config: linux("arm"), asked: linux("arm", "v7") }, // no variant: taken for the usual
+      { config: linux("arm", "7"), asked: linux("arm", "v7") },
+      { config: { os: "Linux", architecture: "AMD64" }, asked: linux("amd64") },
+      { config: {}, asked: linux("amd64") }, // names no platform
+      { config: { os: "", architecture: "" }, asked: linux("amd64") },
+      { config: linux("arm64") }, // nothing asked: pulled whatever its platform
+      { config: linux("arm64"), asked: "all" },
+      {
+        config: linux("arm64"),
+        asked: linux("amd64"),
+        refused: /the image is for linux\/arm64, not the linux\/amd64 asked for/,
+      },
+      {
+        config: linux("arm", "v6"),
+        asked: linux("arm", "v7"),
+        refused: /the image is for linux\/arm\/v6, not the linux\/arm\/v7 asked for/,
+      },
+      {
+        config: { os: "windows", architecture: "amd64" },
+        asked: linux("amd64"),
+        refused: /the image is for windows\/amd64, not the linux\/amd64/,
+      },
+    ];
+    for (const { config, asked, refused } of cases) {
+      const source = new MemoryEnd();
+      const top = dockerImage(source, "one:1", ["a"], "amd64", config);
+      const destination = new MemoryEnd();
+      const copy = copyImage(source, destination, { sourceName: "one:1", platform: asked });
+      const what = `${JSON.stringify(config)} asked ${JSON.stringify(asked)}`;
+      if (refused) {
+        await assert.rejects(copy, refused, what);
+        assert.ok(destination.aborted && !destination.committed, what);
+        assert.equal(destination.blobs.size, 0, `${what}: no blob copied`);
+      } else {
+        assert.equal((await copy).descriptor.digest, top.digest, what);
+        assert.ok(destination.committed, what);
+      }
+    }
   });
 
   it("rolls the destination back when a blob fails or the copy is aborted", async () => {

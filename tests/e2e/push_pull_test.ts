@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { type RunningRegistry, startRegistry } from "../../testing/docker_registry.ts";
 import { runCli } from "../../testing/cli.ts";
 import { makeTempDir, removeTempDir } from "../../testing/fs.ts";
@@ -361,6 +361,29 @@ describe("images end to end (docker-registry, buildah, skopeo, podman)", () => {
       missing.stderr,
       /no image for platform linux\/s390x; the index holds linux\/amd64, linux\/arm64\/v8/,
     );
+  });
+
+  it("pulls an image of one platform for its own, refuses it for another, writes nothing", async () => {
+    // Not handed over as if it were the other platform's: it would fail only at run time.
+    await cli("push", "-q", "--input", images.dockerArchive, images.name, "image:single:v1");
+    const own = json(await skopeoConfig(`docker-archive:${images.dockerArchive}`)).architecture;
+    const mine = join(dir, "own-platform.tar");
+    await cli("pull", "-q", "--platform", `linux/${own}`, "image:single:v1", "--output", mine);
+    assert.equal(json(await skopeoConfig(`docker-archive:${mine}`)).architecture, own);
+    const other = own === "arm64" ? "amd64" : "arm64";
+    const refused = join(dir, "other-platform.tar");
+    const wrong = await runCli(
+      ["pull", "-q", "--platform", `linux/${other}`, "image:single:v1", "--output", refused],
+      env,
+    );
+    assert.equal(wrong.code, 1, wrong.stderr);
+    assert.match(
+      wrong.stderr,
+      new RegExp(`the image is for linux/${own}(/\\w+)?, not the linux/${other} asked for`),
+    );
+    assert.doesNotMatch(wrong.stderr, /\n\s+at /); // a message, no stack trace
+    await assert.rejects(readFile(refused), { code: "ENOENT" });
+    assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith("other-platform")), []);
   });
 
   it("fails clearly on bad input and leaves no output behind", async () => {

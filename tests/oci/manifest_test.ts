@@ -6,7 +6,7 @@ import {
   parseConfig,
   parseManifest,
 } from "../../lib/oci/manifest.ts";
-import { parsePlatform } from "../../lib/oci/platform.ts";
+import { findPlatform, normalizePlatform, parsePlatform } from "../../lib/oci/platform.ts";
 import { MediaType } from "../../lib/oci/media_types.ts";
 
 const encode = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
@@ -104,5 +104,37 @@ describe("manifest parsing", () => {
       variant: "v8",
     });
     assert.throws(() => parsePlatform("linux"), /expected OS\/ARCH\[\/VARIANT\]/);
+  });
+
+  it("names a platform one way, and finds an index's entry exactly before loosely", () => {
+    assert.deepEqual(normalizePlatform(parsePlatform("Linux/aarch64/8")), {
+      os: "linux",
+      architecture: "arm64",
+    });
+    assert.deepEqual(normalizePlatform(parsePlatform("linux/x86_64/v1")), {
+      os: "linux",
+      architecture: "amd64",
+    });
+    assert.deepEqual(normalizePlatform(parsePlatform("linux/arm/7")), {
+      os: "linux",
+      architecture: "arm",
+      variant: "v7",
+    });
+    const entry = (platform: string, hex: string) => ({
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      digest: `sha256:${hex.repeat(64)}`,
+      size: 400,
+      platform: parsePlatform(platform),
+    });
+    const arm = [entry("linux/arm", "a"), entry("linux/arm/v6", "b"), entry("linux/arm/v7", "c")];
+    assert.equal(findPlatform(arm, parsePlatform("linux/arm/v7"))?.digest, arm[2].digest);
+    assert.equal(findPlatform(arm, parsePlatform("linux/arm/v6"))?.digest, arm[1].digest);
+    assert.equal(findPlatform(arm, parsePlatform("linux/arm/v5"))?.digest, arm[0].digest);
+    assert.equal(findPlatform(arm, parsePlatform("linux/arm"))?.digest, arm[0].digest);
+    const arm64 = [entry("linux/amd64", "d"), entry("linux/arm64/v8", "e")];
+    assert.equal(findPlatform(arm64, parsePlatform("linux/aarch64"))?.digest, arm64[1].digest);
+    // arm64/v8 is plain arm64 (its only variant), which serves where no exact entry does.
+    assert.equal(findPlatform(arm64, parsePlatform("linux/arm64/v9"))?.digest, arm64[1].digest);
+    assert.equal(findPlatform(arm64, parsePlatform("linux/riscv64")), undefined);
   });
 });
