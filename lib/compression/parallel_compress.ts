@@ -114,6 +114,8 @@ export class CompressorPool {
   #closeWhenIdle = false;
   /** Streams compressing on the pool now: they share its lanes (see `depth`). */
   #streams = 0;
+  /** Counts releases, so a stream opened before the last one cannot close one after it. */
+  #cycle = 0;
 
   /**
    * @param size workers to run. The calling thread takes a share of the blocks too, so
@@ -161,7 +163,7 @@ export class CompressorPool {
    * the lanes, shared among the streams compressing at once. One stream alone keeps every
    * lane busy; three layers of a push at once on two lanes keep one each (each block
    * waiting is 512 KiB, and more of them than lanes only wait longer: a push without FFI
-   * peaked 3–4 MiB lower on Deno at the same speed, bench/README.md).
+   * peaked at 97–100 MiB on Deno instead of 101–103, at the same speed, bench/README.md).
    */
   get depth(): number {
     return Math.max(1, Math.ceil(this.size / Math.max(1, this.#streams)));
@@ -170,9 +172,10 @@ export class CompressorPool {
   /** Counts a stream as compressing until the returned function is called (once or more). */
   openStream(): () => void {
     this.#streams++;
+    const cycle = this.#cycle;
     let open = true;
     return () => {
-      if (open) this.#streams = Math.max(0, this.#streams - 1);
+      if (open && cycle === this.#cycle) this.#streams--;
       open = false;
     };
   }
@@ -198,6 +201,7 @@ export class CompressorPool {
     if (--this.#users > 0) return;
     this.#users = 0;
     this.#streams = 0;
+    this.#cycle++;
     for (const worker of this.#workers) worker.terminate();
     this.#workers = [];
     // Native calls still running on the runtime's threads (a failed or cancelled push
@@ -421,35 +425,46 @@ export function parallelCompressStream(
       controller.enqueue(bytes);
     }
   };
+  const addChunk = async (
+    chunk: Uint8Array,
+    controller: TransformStreamDefaultController<Uint8Array>,
+  ) => {
+    // A whole pooled chunk read from a file becomes the block itself: no copy.
+    const owned = filled === 0 ? adoptChunk(chunk) : undefined;
+    if (owned) {
+      dispatch(owned);
+      await drain(controller, pool.depth);
+      return;
+    }
+    let at = 0;
+    while (at < chunk.byteLength) {
+      const take = Math.min(BLOCK_SIZE - filled, chunk.byteLength - at);
+      block.set(chunk.subarray(at, at + take), filled);
+      filled += take;
+      at += take;
+      if (filled === BLOCK_SIZE) {
+        dispatch(block);
+        block = pool.takeBlock();
+        filled = 0;
+        await drain(controller, pool.depth);
+      }
+    }
+  };
   return new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
       close ??= pool.openStream();
-      // A whole pooled chunk read from a file becomes the block itself: no copy.
-      const owned = filled === 0 ? adoptChunk(chunk) : undefined;
-      if (owned) {
-        dispatch(owned);
-        await drain(controller, pool.depth);
-        return;
-      }
-      let at = 0;
-      while (at < chunk.byteLength) {
-        const take = Math.min(BLOCK_SIZE - filled, chunk.byteLength - at);
-        block.set(chunk.subarray(at, at + take), filled);
-        filled += take;
-        at += take;
-        if (filled === BLOCK_SIZE) {
-          dispatch(block);
-          block = pool.takeBlock();
-          filled = 0;
-          await drain(controller, pool.depth);
-        }
+      try {
+        await addChunk(chunk, controller);
+      } catch (error) {
+        close();
+        throw error;
       }
     },
     async flush(controller) {
-      // An empty layer still becomes one valid (empty) member.
-      if (filled > 0 || blocks === 0) dispatch(ownedCopy(block.subarray(0, filled)));
-      pool.giveBlock(block);
       try {
+        // An empty layer still becomes one valid (empty) member.
+        if (filled > 0 || blocks === 0) dispatch(ownedCopy(block.subarray(0, filled)));
+        pool.giveBlock(block);
         await drain(controller, 0);
       } finally {
         close?.();

@@ -109,6 +109,55 @@ describe("parallel compression", () => {
     assert.equal(pool.depth, lanes);
   });
 
+  it("keeps at most its share of blocks in flight, and a failed block ends its count", async () => {
+    const spied = new CompressorPool(2);
+    spied.acquire();
+    try {
+      let inFlight = 0;
+      let most = 0;
+      let blocks = 0;
+      const compress = spied.compress.bind(spied);
+      spied.compress = (block, ...rest) => {
+        blocks++;
+        if (block[0] === 0xee) return Promise.reject(new Error("injected failure"));
+        most = Math.max(most, ++inFlight);
+        return compress(block, ...rest).finally(() => inFlight--);
+      };
+      const lanes = spied.size;
+      const streams = [1, 2, 3].map(() => parallelCompressStream(spied, "gzip", 1));
+      const outputs = streams.map((stream) => readAll(stream.readable, 1e8, "s"));
+      const writers = streams.map((stream) => stream.writable.getWriter());
+      for (const writer of writers) await writer.write(data.slice(0, 100));
+      const block = data.slice(0, BLOCK_SIZE);
+      await Promise.all(writers.map(async (writer) => {
+        for (let i = 0; i < 8; i++) await writer.write(block);
+        await writer.close();
+      }));
+      await Promise.all(outputs);
+      assert.equal(blocks, 3 * 9);
+      // Each stream: the block it just handed over and `depth` (one) more, never its own lanes' worth.
+      assert.ok(most <= 3 * 2, `${most} blocks in flight at once`);
+      assert.equal(spied.depth, lanes);
+
+      const open = parallelCompressStream(spied, "gzip", 1);
+      const failing = parallelCompressStream(spied, "gzip", 1);
+      const openOut = readAll(open.readable, 1e8, "o");
+      const failingOut = readAll(failing.readable, 1e8, "f");
+      const openWriter = open.writable.getWriter();
+      const failingWriter = failing.writable.getWriter();
+      await openWriter.write(data.slice(0, 100));
+      await failingWriter.write(new Uint8Array(BLOCK_SIZE).fill(0xee));
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      assert.equal(spied.depth, lanes); // the failed stream no longer counts
+      await assert.rejects(failingWriter.close(), /injected failure/);
+      await assert.rejects(failingOut, /injected failure/);
+      await openWriter.close();
+      assert.ok((await openOut).byteLength > 0);
+    } finally {
+      spied.release();
+    }
+  });
+
   it("takes whole chunks read from a file as blocks, and leaves other chunks intact", async () => {
     const path = join(tmpdir(), `parallel-compress-${process.pid}-${Date.now()}.bin`);
     await writeFile(path, data);
