@@ -221,11 +221,8 @@ class Copier {
    */
   #checkPlatform(config: ImageConfig, wanted: Platform): void {
     const { os, architecture, variant } = config;
-    if (typeof os !== "string" || typeof architecture !== "string") return;
     if (!os || !architecture) return;
-    const own: Platform = typeof variant === "string" && variant
-      ? { os, architecture, variant }
-      : { os, architecture };
+    const own: Platform = { os, architecture, variant };
     if (platformMatches(own, wanted)) return;
     throw new NotFoundError(
       `${this.#source.location}: the image is for ${formatPlatform(own)}, not the ${

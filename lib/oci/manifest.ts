@@ -171,6 +171,7 @@ export function parseDescriptor(value: unknown, where: string): Descriptor {
     if (!isObject(p) || typeof p.os !== "string" || typeof p.architecture !== "string") {
       fail(where, "platform must have os and architecture");
     }
+    checkPlatformStrings(p, `${where}.platform`);
   }
   return value as unknown as Descriptor;
 }
@@ -262,5 +263,15 @@ export function parseConfig(bytes: Uint8Array, what: string): ImageConfig {
     fail(what, `${rootfs.diff_ids.length} layers is over the limit of ${MAX_LAYERS}`);
   }
   rootfs.diff_ids.forEach((d, i) => checkDigest(d, `${what} rootfs.diff_ids[${i}]`));
+  checkPlatformStrings(doc, what);
   return doc as ImageConfig;
+}
+
+/** A platform's words (a config's, an index entry's), where given, are strings. */
+function checkPlatformStrings(value: Record<string, unknown>, where: string): void {
+  for (const key of ["os", "architecture", "variant"]) {
+    if (value[key] !== undefined && typeof value[key] !== "string") {
+      fail(where, `${key} must be a string, got ${JSON.stringify(value[key])}`);
+    }
+  }
 }

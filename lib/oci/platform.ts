@@ -89,7 +89,7 @@ export function findPlatform(
 /**
  * Whether an image's platform (an index entry's, a config's) can serve for the one asked
  * for: the same OS and CPU, and the same variant when both name one (an image that names
- * none is taken for the usual one, as containerd does). Names are compared as
+ * none may serve for any; containerd would take `arm` alone for `arm/v7` only). Names are compared as
  * {@linkcode normalizePlatform} writes them.
  *
  * @example
@@ -122,7 +122,7 @@ const ARCHITECTURE_ALIASES: Readonly<Record<string, string>> = {
 /**
  * A platform in the words the OCI image spec uses, so that two ways of naming one platform
  * compare equal: lowercase, CPU aliases resolved (`aarch64` → `arm64`), a variant written
- * `v7` (not `7`), and the variant that is the only one of its CPU dropped (`arm64/v8`,
+ * `v7` (not `7`), and the baseline variant that naming none means dropped (`arm64/v8`,
  * `amd64/v1`). An empty variant counts as none.
  *
  * @example

@@ -4,6 +4,7 @@ import {
   MAX_LAYERS,
   MAX_MANIFEST_BYTES,
   parseConfig,
+  parseDescriptor,
   parseManifest,
 } from "../../lib/oci/manifest.ts";
 import { findPlatform, normalizePlatform, parsePlatform } from "../../lib/oci/platform.ts";
@@ -94,6 +95,28 @@ describe("manifest parsing", () => {
     assert.throws(
       () => parseConfig(encode({ rootfs: { type: "layers", diff_ids: ["nope"] } }), "cfg"),
       /cfg rootfs.diff_ids\[0\]: expected a sha256 digest/,
+    );
+  });
+
+  it("refuses a platform named by other than strings, in a config or an index entry", () => {
+    const rootfs = { type: "layers", diff_ids: [] };
+    assert.throws(
+      () => parseConfig(encode({ architecture: "arm", variant: 7, rootfs }), "cfg"),
+      /cfg: variant must be a string, got 7/,
+    );
+    assert.throws(
+      () => parseConfig(encode({ os: ["linux"], rootfs }), "cfg"),
+      /cfg: os must be a string, got \["linux"\]/,
+    );
+    const entry = {
+      mediaType: MediaType.OciManifest,
+      digest: zero,
+      size: 1,
+      platform: { os: "linux", architecture: "arm", variant: 7 },
+    };
+    assert.throws(
+      () => parseDescriptor(entry, "index.manifests[0]"),
+      /index.manifests\[0\].platform: variant must be a string, got 7/,
     );
   });
 
